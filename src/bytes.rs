@@ -1,0 +1,205 @@
+//! Turning `write(data, byteOffset?, byteLength?)` arguments into a byte slice, with Bun's
+//! validation rules and messages (spec §4.3), without copying binary inputs.
+
+use std::cell::RefCell;
+
+use napi::sys;
+
+use crate::error::{describe_received, ArgError};
+use crate::js::{self, Env, Value};
+use crate::options::js_number;
+
+const MAX_SAFE: &str = "9007199254740991";
+
+thread_local! {
+  /// Scratch space for UTF-8 encoding of string writes (reused, never shrinks below 64 KiB).
+  static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(64 * 1024));
+}
+
+/// Why the arguments were not turned into bytes.
+pub(crate) enum BadBytes {
+  Arg(ArgError),
+  /// A JS exception (from a getter or coercion) is already pending.
+  Pending,
+}
+
+impl BadBytes {
+  pub(crate) fn throw(self, env: Env) -> napi::Error {
+    match self {
+      BadBytes::Arg(e) => e.throw(env),
+      BadBytes::Pending => crate::error::pending(),
+    }
+  }
+}
+
+/// Runs `f` with the bytes `data[offset..offset+length]` describes; `Ok(None)` when `data` is
+/// `undefined` (nothing to send). Binary inputs are borrowed from the JS heap for the duration of
+/// the call; strings are encoded once into a reused scratch buffer.
+pub(crate) fn with_bytes<R>(
+  env: Env,
+  data: Value,
+  offset: Value,
+  length: Value,
+  f: impl FnOnce(&[u8]) -> R,
+) -> Result<Option<R>, BadBytes> {
+  use sys::ValueType as T;
+  match js::type_of(env, data) {
+    T::napi_undefined => Ok(None),
+    T::napi_string => SCRATCH.with(|cell| {
+      // A reentrant call cannot happen (nothing here runs JS), but stay panic-free regardless.
+      let mut fallback = Vec::new();
+      let mut guard = cell.try_borrow_mut();
+      let buf: &mut Vec<u8> = match guard.as_mut() {
+        Ok(b) => b,
+        Err(_) => &mut fallback,
+      };
+      encode_utf8(env, data, buf)?;
+      let range = slice_range(env, buf.len(), offset, length)?;
+      Ok(Some(f(&buf[range])))
+    }),
+    T::napi_object => {
+      let (ptr, len) = binary_view(env, data)
+        .ok_or_else(|| BadBytes::Arg(invalid_data(env, data)))?;
+      let range = slice_range(env, len, offset, length)?;
+      if len == 0 || ptr.is_null() {
+        return Ok(Some(f(&[])));
+      }
+      // SAFETY: `ptr..ptr+len` is the live backing store of a JS view/buffer that stays
+      // reachable (it is an argument of the current call) and no JS runs while `f` does.
+      let all = unsafe { std::slice::from_raw_parts(ptr, len) };
+      Ok(Some(f(&all[range])))
+    }
+    _ => Err(BadBytes::Arg(invalid_data(env, data))),
+  }
+}
+
+fn invalid_data(env: Env, data: Value) -> ArgError {
+  ArgError::type_error(format!(
+    "The \"data\" argument must be of type string, buffer, or blob. {}",
+    describe_received(env, data)
+  ))
+}
+
+fn encode_utf8(env: Env, s: Value, buf: &mut Vec<u8>) -> Result<(), BadBytes> {
+  let mut len = 0usize;
+  js::check(unsafe { sys::napi_get_value_string_utf8(env, s, std::ptr::null_mut(), 0, &mut len) })
+    .map_err(|_| BadBytes::Pending)?;
+  buf.clear();
+  buf.resize(len + 1, 0);
+  let mut written = 0usize;
+  js::check(unsafe {
+    sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr().cast(), len + 1, &mut written)
+  })
+  .map_err(|_| BadBytes::Pending)?;
+  buf.truncate(written);
+  Ok(())
+}
+
+/// Pointer and byte length of a Buffer/TypedArray/DataView/ArrayBuffer/SharedArrayBuffer.
+pub(crate) fn binary_view(env: Env, v: Value) -> Option<(*const u8, usize)> {
+  let mut yes = false;
+  unsafe {
+    sys::napi_is_typedarray(env, v, &mut yes);
+    if yes {
+      let (mut ty, mut n, mut data, mut ab, mut off) = (0, 0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
+      if sys::napi_get_typedarray_info(env, v, &mut ty, &mut n, &mut data, &mut ab, &mut off) != sys::Status::napi_ok {
+        return None;
+      }
+      return Some((data.cast::<u8>(), n * element_size(ty)));
+    }
+    sys::napi_is_dataview(env, v, &mut yes);
+    if yes {
+      let (mut n, mut data, mut ab, mut off) = (0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
+      if sys::napi_get_dataview_info(env, v, &mut n, &mut data, &mut ab, &mut off) != sys::Status::napi_ok {
+        return None;
+      }
+      return Some((data.cast::<u8>(), n));
+    }
+    sys::napi_is_arraybuffer(env, v, &mut yes);
+    if yes {
+      let (mut data, mut n) = (std::ptr::null_mut(), 0usize);
+      if sys::napi_get_arraybuffer_info(env, v, &mut data, &mut n) != sys::Status::napi_ok {
+        return None;
+      }
+      return Some((data.cast::<u8>(), n));
+    }
+  }
+  shared_array_buffer(env, v)
+}
+
+/// Node-API has no SharedArrayBuffer accessors before Node 22: view it through a `Uint8Array`.
+fn shared_array_buffer(env: Env, v: Value) -> Option<(*const u8, usize)> {
+  let mut global = std::ptr::null_mut();
+  unsafe { sys::napi_get_global(env, &mut global) };
+  let sab = js::get(env, global, "SharedArrayBuffer").ok()?;
+  let mut is = false;
+  unsafe { sys::napi_instanceof(env, v, sab, &mut is) };
+  if !is {
+    js::take_exception(env);
+    return None;
+  }
+  let u8ctor = js::get(env, global, "Uint8Array").ok()?;
+  let mut view = std::ptr::null_mut();
+  if unsafe { sys::napi_new_instance(env, u8ctor, 1, &v, &mut view) } != sys::Status::napi_ok {
+    js::take_exception(env);
+    return None;
+  }
+  let (mut ty, mut n, mut data, mut ab, mut off) = (0, 0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
+  if unsafe { sys::napi_get_typedarray_info(env, view, &mut ty, &mut n, &mut data, &mut ab, &mut off) }
+    != sys::Status::napi_ok
+  {
+    return None;
+  }
+  Some((data.cast::<u8>(), n))
+}
+
+fn element_size(ty: sys::napi_typedarray_type) -> usize {
+  use sys::TypedarrayType as A;
+  match ty {
+    A::int16_array | A::uint16_array => 2,
+    A::int32_array | A::uint32_array | A::float32_array => 4,
+    A::float64_array | A::bigint64_array | A::biguint64_array => 8,
+    _ => 1,
+  }
+}
+
+/// Validates `byteOffset`/`byteLength` against `total` bytes. A missing length means "the rest
+/// after the offset" (bunnet's deliberate fix of Bun's RangeError, README "Deliberate fixes").
+fn slice_range(env: Env, total: usize, offset: Value, length: Value) -> Result<std::ops::Range<usize>, BadBytes> {
+  let off = integer_arg(env, offset, "byteOffset")?.unwrap_or(0.0);
+  if off < 0.0 {
+    return Err(BadBytes::Arg(out_of_range("byteOffset", MAX_SAFE, off)));
+  }
+  if off > total as f64 {
+    return Err(BadBytes::Arg(out_of_range("byteOffset", &total.to_string(), off)));
+  }
+  let off = off as usize;
+  let rest = total - off;
+  let len = match integer_arg(env, length, "byteLength")? {
+    None => rest,
+    Some(l) if l < 0.0 => return Err(BadBytes::Arg(out_of_range("byteLength", MAX_SAFE, l))),
+    Some(l) if l > rest as f64 => return Err(BadBytes::Arg(out_of_range("byteLength", &rest.to_string(), l))),
+    Some(l) => l as usize,
+  };
+  Ok(off..off + len)
+}
+
+fn integer_arg(env: Env, v: Value, name: &str) -> Result<Option<f64>, BadBytes> {
+  if js::is_undefined(env, v) {
+    return Ok(None);
+  }
+  let n = (js::type_of(env, v) == sys::ValueType::napi_number).then(|| js::get_f64(env, v)).flatten();
+  match n {
+    Some(n) if n.is_finite() && n.fract() == 0.0 => Ok(Some(n)),
+    _ => Err(BadBytes::Arg(ArgError::type_error(format!(
+      "Expected {name} to be a integer for 'Socket.write'."
+    )))),
+  }
+}
+
+fn out_of_range(name: &str, max: &str, got: f64) -> ArgError {
+  ArgError::range_error(format!(
+    "The value of \"{name}\" is out of range. It must be >= 0 and <= {max}. Received {}",
+    js_number(got)
+  ))
+}

@@ -1,0 +1,433 @@
+//! One connection as the reactor owns it: the non-blocking fd, its state machine, and the rules
+//! for turning readiness into handler calls (spec §4, §5).
+//!
+//! The JS `Socket` is a thin handle holding an `Rc<Conn>`; the reactor's slab holds another while
+//! the connection is registered. After close only the handle keeps the (fd-less) state alive,
+//! which is what the getters of a dead socket read.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read as _};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::event::Event as MioEvent;
+use mio::Token;
+use napi::sys;
+
+use crate::error::SysError;
+use crate::handlers::{data_value, Event, HandlerSlot, Handlers};
+use crate::js::{self, Called, Env, HandleScope, Value};
+use crate::listener::ListenerCore;
+use crate::reactor;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+  static RBUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+pub(crate) enum Io {
+  Tcp(mio::net::TcpStream),
+  Unix(mio::net::UnixStream),
+}
+
+impl Io {
+  pub(crate) fn fd(&self) -> RawFd {
+    match self {
+      Io::Tcp(s) => s.as_raw_fd(),
+      Io::Unix(s) => s.as_raw_fd(),
+    }
+  }
+
+  pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+    match self {
+      Io::Tcp(s) => s,
+      Io::Unix(s) => s,
+    }
+  }
+
+  fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    match self {
+      Io::Tcp(s) => (&*s).read(buf),
+      Io::Unix(s) => (&*s).read(buf),
+    }
+  }
+
+  pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+    match self {
+      Io::Tcp(s) => s.take_error(),
+      Io::Unix(s) => s.take_error(),
+    }
+  }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+  /// Client: waiting for name resolution.
+  Resolving,
+  /// Client: non-blocking connect in flight.
+  Connecting,
+  Open,
+  Closed,
+}
+
+/// How a close treats the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum How {
+  /// FIN after anything already written (`end`, `close`, peer FIN, `stop(true)`).
+  Graceful,
+  /// RST (`terminate`): SO_LINGER 0 then close.
+  Reset,
+  /// The connection is already dead (reset by the peer, read error): just release the fd.
+  Gone,
+}
+
+/// A client connect still looking for an address that answers.
+pub(crate) struct Pending {
+  pub addrs: Vec<SocketAddr>,
+  pub host: String,
+  pub port: u16,
+  pub deferred: sys::napi_deferred,
+}
+
+pub(crate) struct ConnState {
+  pub io: Option<Io>,
+  pub phase: Phase,
+  pub handlers: Option<HandlerSlot>,
+  /// Strong reference to the JS `Socket` until the close handler has run.
+  pub js: sys::napi_ref,
+  pub listener: Option<Rc<ListenerCore>>,
+  pub pending: Option<Box<Pending>>,
+  pub allow_half_open: bool,
+  pub is_unix: bool,
+  pub want_drain: bool,
+  pub write_shut: bool,
+  pub read_eof: bool,
+  pub paused: bool,
+  pub refed: bool,
+  /// Whether this connection currently holds one of the reactor's refs.
+  counted: bool,
+  pub bytes_written: u64,
+  pub timeout_at: Option<Instant>,
+  pub remote: Option<SocketAddr>,
+  pub is_v6: bool,
+}
+
+pub(crate) struct Conn {
+  pub token: Cell<Token>,
+  pub st: RefCell<ConnState>,
+}
+
+impl Conn {
+  pub(crate) fn new(handlers: HandlerSlot, allow_half_open: bool, is_unix: bool) -> Rc<Conn> {
+    Rc::new(Conn {
+      token: Cell::new(Token(usize::MAX)),
+      st: RefCell::new(ConnState {
+        io: None,
+        phase: Phase::Resolving,
+        handlers: Some(handlers),
+        js: std::ptr::null_mut(),
+        listener: None,
+        pending: None,
+        allow_half_open,
+        is_unix,
+        want_drain: false,
+        write_shut: false,
+        read_eof: false,
+        paused: false,
+        refed: true,
+        counted: false,
+        bytes_written: 0,
+        timeout_at: None,
+        remote: None,
+        is_v6: false,
+      }),
+    })
+  }
+
+  /// Brings the reactor's ref count in line with this connection's state: a pending connect, or
+  /// an open ref'd socket, keeps Node alive; nothing closed ever does.
+  pub(crate) fn sync_ref(&self) {
+    let Ok(mut st) = self.st.try_borrow_mut() else { return };
+    let want = match st.phase {
+      Phase::Closed => false,
+      Phase::Resolving | Phase::Connecting => true,
+      Phase::Open => st.refed,
+    };
+    if want != st.counted {
+      st.counted = want;
+      reactor::with(|r| r.adjust_refs(if want { 1 } else { -1 }));
+    }
+  }
+
+  pub(crate) fn is_open(&self) -> bool {
+    self.st.try_borrow().is_ok_and(|st| st.phase == Phase::Open)
+  }
+
+  /// The JS `Socket` object, while the connection has not finished closing.
+  pub(crate) fn socket(&self, env: Env) -> Option<Value> {
+    let r = self.st.try_borrow().ok()?.js;
+    if r.is_null() {
+      return None;
+    }
+    js::deref(env, r).ok()
+  }
+
+  pub(crate) fn handlers(&self) -> Option<Rc<Handlers>> {
+    let st = self.st.try_borrow().ok()?;
+    let slot = st.handlers.as_ref()?;
+    let h = slot.try_borrow().ok()?.clone();
+    Some(h)
+  }
+
+  /// Non-blocking `send(2)`: the bytes the kernel took, `0` while a `drain` is owed, `-1` when the
+  /// socket cannot be written any more (closed, shut down, or the send failed).
+  pub(crate) fn send(&self, bytes: &[u8]) -> i64 {
+    let Ok(mut st) = self.st.try_borrow_mut() else { return -1 };
+    if st.phase != Phase::Open || st.write_shut {
+      return -1;
+    }
+    let Some(fd) = st.io.as_ref().map(Io::fd) else { return -1 };
+    if bytes.is_empty() {
+      return 0;
+    }
+    if st.want_drain {
+      return 0;
+    }
+    loop {
+      let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+      if n >= 0 {
+        let n = n as usize;
+        st.bytes_written += n as u64;
+        if n < bytes.len() {
+          st.want_drain = true;
+        }
+        return n as i64;
+      }
+      match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EINTR) => continue,
+        Some(libc::EAGAIN) => {
+          st.want_drain = true;
+          return 0;
+        }
+        _ => return -1,
+      }
+    }
+  }
+
+  /// Closes the fd without calling JS (env teardown).
+  pub(crate) fn teardown(&self) {
+    if let Ok(mut st) = self.st.try_borrow_mut() {
+      st.phase = Phase::Closed;
+      st.io = None;
+      st.handlers = None;
+      st.listener = None;
+      st.pending = None;
+      st.js = std::ptr::null_mut();
+      st.counted = false;
+    }
+  }
+}
+
+/// Calls handler `ev` of `h` with `this = socket` and `(socket, ...args)`.
+pub(crate) fn invoke(env: Env, h: &Handlers, ev: Event, socket: Value, args: &[Value]) -> Option<Called> {
+  let f = h.get(ev)?;
+  let mut all = [std::ptr::null_mut(); 4];
+  all[0] = socket;
+  let n = args.len().min(3);
+  all[1..=n].copy_from_slice(&args[..n]);
+  Some(js::call(env, socket, f, &all[..=n]))
+}
+
+/// Bun's rule for an exception thrown by a handler: the socket's `error` handler gets it; if
+/// there is none, or it throws too, it becomes an `uncaughtException`.
+pub(crate) fn route_error(env: Env, h: &Handlers, socket: Value, err: Value) {
+  match invoke(env, h, Event::Error, socket, &[err]) {
+    None => js::fatal_exception(env, err),
+    Some(Called::Threw(e2)) => js::fatal_exception(env, e2),
+    Some(_) => {}
+  }
+}
+
+/// Calls handler `ev` on `conn`, routing a throw to `error`. Returns what the handler returned.
+pub(crate) fn emit(env: Env, conn: &Conn, ev: Event, args: &[Value]) -> Option<Called> {
+  let h = conn.handlers()?;
+  let socket = conn.socket(env)?;
+  let called = invoke(env, &h, ev, socket, args)?;
+  if let Called::Threw(e) = called {
+    route_error(env, &h, socket, e);
+  }
+  Some(called)
+}
+
+/// Runs `open`; a throw or a returned `Error` goes to `error` and closes the socket (spec §5.4).
+pub(crate) fn emit_open(env: Env, conn: &Conn) {
+  let Some(h) = conn.handlers() else { return };
+  let Some(socket) = conn.socket(env) else { return };
+  let failed = match invoke(env, &h, Event::Open, socket, &[]) {
+    Some(Called::Threw(e)) => Some(e),
+    Some(Called::Returned(v)) if js::is_error(env, v) => Some(v),
+    _ => None,
+  };
+  if let Some(e) = failed {
+    route_error(env, &h, socket, e);
+    close(env, conn, How::Graceful, None);
+  }
+}
+
+/// Closes `conn` (idempotent) and runs its `close(socket, err)` handler synchronously.
+pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
+  let (slot, js_ref, listener) = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    if st.phase == Phase::Closed {
+      return;
+    }
+    st.phase = Phase::Closed;
+    if let Some(mut io) = st.io.take() {
+      let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+      let fd = io.fd();
+      match how {
+        How::Graceful => unsafe {
+          libc::shutdown(fd, libc::SHUT_WR);
+        },
+        How::Reset => crate::sockopt::linger_zero(fd),
+        How::Gone => {}
+      }
+    }
+    st.timeout_at = None;
+    st.want_drain = false;
+    (st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()), st.listener.take())
+  };
+  let token = conn.token.get();
+  reactor::with(|r| r.remove(token));
+  conn.sync_ref();
+  if let Some(l) = &listener {
+    l.forget(token);
+  }
+  if let (Some(slot), Ok(socket)) = (slot, js::deref(env, js_ref)) {
+    let h = slot.borrow().clone();
+    let e = err.unwrap_or_else(|| js::undefined(env));
+    if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
+      route_error(env, &h, socket, x);
+    }
+  }
+  js::delete_reference(env, js_ref);
+  if let Some(l) = listener {
+    l.release_if_done(env);
+  }
+}
+
+/// Readiness for a registered connection.
+pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
+  let phase = match conn.st.try_borrow() {
+    Ok(st) => st.phase,
+    Err(_) => return,
+  };
+  match phase {
+    Phase::Connecting => crate::connect::on_connect_event(env, conn, ev),
+    Phase::Open => {
+      if ev.is_writable() {
+        on_writable(env, conn);
+      }
+      if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+        on_readable(env, conn);
+      }
+    }
+    Phase::Resolving | Phase::Closed => {}
+  }
+}
+
+fn on_writable(env: Env, conn: &Conn) {
+  let owed = match conn.st.try_borrow_mut() {
+    Ok(mut st) if st.phase == Phase::Open && st.want_drain => {
+      st.want_drain = false;
+      true
+    }
+    _ => false,
+  };
+  if owed {
+    emit(env, conn, Event::Drain, &[]);
+  }
+}
+
+enum ReadOutcome {
+  Data(Value, bool),
+  Eof,
+  Failed(io::Error),
+  Stop,
+}
+
+/// Reads until the socket is drained (edge-triggered), delivering each chunk to `data`.
+pub(crate) fn on_readable(env: Env, conn: &Conn) {
+  loop {
+    let _hs = HandleScope::open(env);
+    let r = {
+      let Some(h) = conn.handlers() else { return };
+      let Ok(st) = conn.st.try_borrow() else { return };
+      if st.phase != Phase::Open || st.paused || st.read_eof {
+        return;
+      }
+      let Some(io) = st.io.as_ref() else { return };
+      RBUF.with(|b| {
+        let Ok(mut buf) = b.try_borrow_mut() else { return ReadOutcome::Stop };
+        loop {
+          match io.read(&mut buf) {
+            Ok(0) => return ReadOutcome::Eof,
+            Ok(n) => return ReadOutcome::Data(data_value(env, h.binary_type, &buf[..n]), n == buf.len()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Stop,
+            Err(e) => return ReadOutcome::Failed(e),
+          }
+        }
+      })
+    };
+    match r {
+      ReadOutcome::Data(v, full) => {
+        emit(env, conn, Event::Data, &[v]);
+        if !full {
+          return;
+        }
+      }
+      ReadOutcome::Eof => return on_eof(env, conn),
+      ReadOutcome::Failed(e) => {
+        let err = SysError::from_io(&e, "read").to_js(env);
+        return close(env, conn, How::Gone, Some(err));
+      }
+      ReadOutcome::Stop => return,
+    }
+  }
+}
+
+/// The peer sent FIN (or our own `shutdown(true)` shut the read side).
+fn on_eof(env: Env, conn: &Conn) {
+  let (write_shut, is_unix, half_open) = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    st.read_eof = true;
+    (st.write_shut, st.is_unix, st.allow_half_open)
+  };
+  // After our own shutdown() the peer's FIN completes the close: Bun reports no `end` then, and
+  // unix-domain sockets without allowHalfOpen go straight to `close` as in Bun.
+  if write_shut || (is_unix && !half_open) {
+    return close(env, conn, How::Graceful, None);
+  }
+  emit(env, conn, Event::End, &[]);
+  if !half_open {
+    close(env, conn, How::Graceful, None);
+  }
+}
+
+/// The timer armed by `socket.timeout()` is due (if `at` is still its deadline).
+pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
+  let fire = match conn.st.try_borrow_mut() {
+    Ok(mut st) if st.phase == Phase::Open && st.timeout_at == Some(at) => {
+      st.timeout_at = None;
+      true
+    }
+    _ => false,
+  };
+  if fire {
+    emit(env, conn, Event::Timeout, &[]);
+  }
+}

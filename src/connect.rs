@@ -1,0 +1,244 @@
+//! `connect()` (spec §2): validation, name resolution off the JS thread, non-blocking connect
+//! attempts over each resolved address in turn, and settling the promise with Bun's rules for
+//! `open` and `connectError`.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use mio::event::Event as MioEvent;
+use mio::Interest;
+use napi::sys;
+
+use crate::bridge::{self, Completion};
+use crate::conn::{self, Conn, Io, Pending, Phase};
+use crate::error::SysError;
+use crate::handlers::Event;
+use crate::js::{self, Called, Env, Value};
+use crate::options::{self, Entry as OptEntry, Target, Tls};
+use crate::reactor::{self, Entry};
+
+pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
+  let cfg = options::parse(env, options, OptEntry::Connect).map_err(|e| e.throw(env))?;
+  if cfg.tls == Tls::On {
+    return Err(crate::tls_unavailable(env));
+  }
+  reactor::ensure(env)?;
+  let has_connect_error = cfg.handlers.has(Event::ConnectError);
+  let is_unix = matches!(cfg.target, Target::Unix(_));
+  let conn = Conn::new(Rc::new(RefCell::new(Rc::new(cfg.handlers))), cfg.allow_half_open, is_unix);
+  crate::socket::new_js(env, &conn, cfg.data)?;
+  let mut deferred = std::ptr::null_mut();
+  let mut promise = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })
+    .map_err(|_| crate::error::pending())?;
+  if has_connect_error {
+    // With a connectError handler the failure is reported there; the promise still rejects but
+    // counts as handled (no unhandledRejection), as in Bun.
+    mark_handled(env, promise);
+  }
+  let (host, port) = match &cfg.target {
+    Target::Tcp { host, port } => (host.clone(), *port),
+    Target::Unix(p) => (p.clone(), 0),
+  };
+  let literal = match &cfg.target {
+    Target::Tcp { host, port } => parse_ip(host).map(|ip| SocketAddr::new(ip, *port)),
+    Target::Unix(_) => None,
+  };
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    st.pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred }));
+  }
+  let Some(token) = reactor::with(|r| r.insert(Entry::Conn(conn.clone()))) else {
+    return Err(napi::Error::from_reason("bunnet reactor unavailable"));
+  };
+  conn.token.set(token);
+  conn.sync_ref();
+  match (&cfg.target, literal) {
+    (Target::Unix(path), _) => start_attempt(&conn, Attempt::Unix(path.clone())),
+    (Target::Tcp { .. }, Some(_)) => try_next(&conn),
+    (Target::Tcp { host, port }, None) => {
+      if let Some(b) = reactor::with(|r| r.bridge.clone()) {
+        bridge::resolve(b, token, host.clone(), *port);
+      }
+    }
+  }
+  Ok(promise)
+}
+
+/// IP literals connect directly; `connect` also takes the bracketed IPv6 form `[::1]`.
+fn parse_ip(host: &str) -> Option<IpAddr> {
+  let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+  bare.parse().ok()
+}
+
+fn mark_handled(env: Env, promise: Value) {
+  let Ok(catch) = js::get(env, promise, "catch") else { return };
+  let Some(noop) = reactor::with(|r| js::deref(env, r.noop).ok()).flatten() else { return };
+  if let Called::Threw(_) = js::call(env, promise, catch, &[noop]) {}
+}
+
+enum Attempt {
+  Tcp(SocketAddr),
+  Unix(String),
+}
+
+/// Tries the next resolved address; with none left, the last error is reported.
+fn try_next(conn: &Rc<Conn>) {
+  let next = conn.st.try_borrow_mut().ok().and_then(|mut st| {
+    let p = st.pending.as_mut()?;
+    (!p.addrs.is_empty()).then(|| p.addrs.remove(0))
+  });
+  match next {
+    Some(addr) => start_attempt(conn, Attempt::Tcp(addr)),
+    None => post_failure(conn, io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+  }
+}
+
+fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
+  let token = conn.token.get();
+  let (started, remote) = match attempt {
+    Attempt::Tcp(addr) => (crate::sockopt::connect_tcp(addr).map(Io::Tcp), Some(addr)),
+    Attempt::Unix(path) => (crate::sockopt::connect_unix(&path).map(Io::Unix), None),
+  };
+  let mut io = match started {
+    Ok(io) => io,
+    Err(e) => return post_failure(conn, e),
+  };
+  let registered = reactor::with(|r| r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE));
+  if let Some(Err(e)) = registered {
+    return post_failure(conn, e);
+  }
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    st.is_v6 = remote.is_some_and(|a| a.is_ipv6());
+    st.remote = remote;
+    st.io = Some(io);
+    st.phase = Phase::Connecting;
+  }
+}
+
+/// Failures found synchronously still reach JS asynchronously (spec §5.3: `connect()` never
+/// calls a handler before it returns).
+fn post_failure(conn: &Rc<Conn>, error: io::Error) {
+  let token = conn.token.get();
+  if let Some(b) = reactor::with(|r| r.bridge.clone()) {
+    b.post(Completion::Failed { token, error });
+  }
+}
+
+pub(crate) fn on_completion(env: Env, c: Completion) {
+  let token = match &c {
+    Completion::Resolved { token, .. } | Completion::Failed { token, .. } => *token,
+  };
+  let Some(Entry::Conn(conn)) = reactor::with(|r| r.get(token)).flatten() else { return };
+  let _hs = js::HandleScope::open(env);
+  match c {
+    Completion::Failed { error, .. } => fail(env, &conn, &error),
+    Completion::Resolved { result, .. } => {
+      let ok = match result {
+        Ok(addrs) if !addrs.is_empty() => {
+          if let Ok(mut st) = conn.st.try_borrow_mut() {
+            if let Some(p) = st.pending.as_mut() {
+              p.addrs = addrs;
+            }
+          }
+          true
+        }
+        _ => false,
+      };
+      if ok {
+        try_next(&conn);
+      } else {
+        let host = conn.st.try_borrow().ok().and_then(|st| st.pending.as_ref().map(|p| p.host.clone()));
+        fail_with(env, &conn, &SysError::not_found(&host.unwrap_or_default()));
+      }
+    }
+  }
+}
+
+/// Readiness while a connect is in flight: success opens the socket, failure moves on to the
+/// next address or reports.
+pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
+  let outcome = {
+    let Ok(st) = conn.st.try_borrow() else { return };
+    let Some(io) = st.io.as_ref() else { return };
+    match io.take_error() {
+      Ok(Some(e)) | Err(e) => Err(e),
+      Ok(None) if ev.is_error() || ev.is_write_closed() => Err(io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+      Ok(None) if ev.is_writable() => Ok(true),
+      Ok(None) => Ok(false),
+    }
+  };
+  match outcome {
+    Ok(true) => connected(env, conn),
+    Ok(false) => {}
+    Err(e) => {
+      let more = {
+        let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+        if let Some(mut io) = st.io.take() {
+          let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+        }
+        st.phase = Phase::Resolving;
+        st.pending.as_ref().is_some_and(|p| !p.addrs.is_empty())
+      };
+      if more {
+        try_next(conn);
+      } else {
+        fail(env, conn, &e);
+      }
+    }
+  }
+}
+
+fn connected(env: Env, conn: &Rc<Conn>) {
+  let deferred = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    st.phase = Phase::Open;
+    st.pending.take().map(|p| p.deferred)
+  };
+  conn.sync_ref();
+  let Some(socket) = conn.socket(env) else { return };
+  conn::emit_open(env, conn);
+  if let Some(d) = deferred {
+    unsafe { sys::napi_resolve_deferred(env, d, socket) };
+  }
+}
+
+fn fail(env: Env, conn: &Rc<Conn>, e: &io::Error) {
+  let (host, port) = conn
+    .st
+    .try_borrow()
+    .ok()
+    .and_then(|st| st.pending.as_ref().map(|p| (p.host.clone(), p.port)))
+    .unwrap_or_default();
+  let is_unix = conn.st.try_borrow().is_ok_and(|st| st.is_unix);
+  let err = SysError::connect(e, Some(host), (!is_unix).then_some(port));
+  fail_with(env, conn, &err);
+}
+
+/// Settles a failed connect: `connectError(socket, err)` if present (its throw replaces the
+/// rejection reason), then the promise rejects with an equal but distinct error.
+fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
+  let (deferred, slot, js_ref) = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    st.phase = Phase::Closed;
+    st.io = None;
+    (st.pending.take().map(|p| p.deferred), st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()))
+  };
+  let token = conn.token.get();
+  reactor::with(|r| r.remove(token));
+  conn.sync_ref();
+  let socket = js::deref(env, js_ref).ok();
+  let first = err.to_js(env);
+  let reason = match (slot.map(|s| s.borrow().clone()), socket) {
+    (Some(h), Some(s)) if h.has(Event::ConnectError) => match conn::invoke(env, &h, Event::ConnectError, s, &[first]) {
+      Some(Called::Threw(x)) => x,
+      _ => err.to_js(env),
+    },
+    _ => first,
+  };
+  if let Some(d) = deferred {
+    unsafe { sys::napi_reject_deferred(env, d, reason) };
+  }
+  js::delete_reference(env, js_ref);
+}

@@ -1,0 +1,286 @@
+//! Thin, checked wrappers over the raw Node-API calls the reactor makes on its hot paths.
+//!
+//! The reactor calls JS from a libuv callback, where napi-rs's typed `Env`/`Object` wrappers
+//! would only add lifetimes and allocations. Everything here is a one-liner around `napi_*`
+//! that turns a failed status into `Err(Status)` so callers can bail out with `?` (never panic:
+//! during worker teardown most calls start failing and that must stay harmless).
+
+use std::os::raw::c_char;
+use std::ptr;
+
+use napi::sys;
+
+pub(crate) type Env = sys::napi_env;
+pub(crate) type Value = sys::napi_value;
+
+/// A Node-API call failed (typically because the environment is shutting down).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failed;
+
+pub(crate) type JsResult<T> = Result<T, Failed>;
+
+#[inline]
+pub(crate) fn check(status: sys::napi_status) -> JsResult<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Failed)
+  }
+}
+
+pub(crate) fn undefined(env: Env) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_get_undefined(env, &mut v) };
+  v
+}
+
+pub(crate) fn null(env: Env) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_get_null(env, &mut v) };
+  v
+}
+
+
+pub(crate) fn number(env: Env, n: f64) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_create_double(env, n, &mut v) };
+  v
+}
+
+pub(crate) fn string(env: Env, s: &str) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast::<c_char>(), s.len() as isize, &mut v) };
+  v
+}
+
+pub(crate) fn object(env: Env) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_create_object(env, &mut v) };
+  v
+}
+
+pub(crate) fn type_of(env: Env, v: Value) -> sys::napi_valuetype {
+  let mut t = 0;
+  if unsafe { sys::napi_typeof(env, v, &mut t) } != sys::Status::napi_ok {
+    return sys::ValueType::napi_undefined;
+  }
+  t
+}
+
+pub(crate) fn is_undefined(env: Env, v: Value) -> bool {
+  v.is_null() || type_of(env, v) == sys::ValueType::napi_undefined
+}
+
+pub(crate) fn get(env: Env, obj: Value, key: &str) -> JsResult<Value> {
+  let mut v = ptr::null_mut();
+  let k = string(env, key);
+  check(unsafe { sys::napi_get_property(env, obj, k, &mut v) })?;
+  Ok(v)
+}
+
+pub(crate) fn set(env: Env, obj: Value, key: &str, value: Value) -> JsResult<()> {
+  let k = string(env, key);
+  check(unsafe { sys::napi_set_property(env, obj, k, value) })
+}
+
+/// Defines a non-enumerable, writable, configurable data property.
+pub(crate) fn define_hidden(env: Env, obj: Value, key: &str, value: Value) -> JsResult<()> {
+  let k = string(env, key);
+  let desc = sys::napi_property_descriptor {
+    utf8name: ptr::null(),
+    name: k,
+    method: None,
+    getter: None,
+    setter: None,
+    value,
+    attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
+    data: ptr::null_mut(),
+  };
+  check(unsafe { sys::napi_define_properties(env, obj, 1, &desc) })
+}
+
+pub(crate) fn get_f64(env: Env, v: Value) -> Option<f64> {
+  let mut n = 0.0;
+  (unsafe { sys::napi_get_value_double(env, v, &mut n) } == sys::Status::napi_ok).then_some(n)
+}
+
+pub(crate) fn get_bool(env: Env, v: Value) -> Option<bool> {
+  let mut b = false;
+  (unsafe { sys::napi_get_value_bool(env, v, &mut b) } == sys::Status::napi_ok).then_some(b)
+}
+
+/// `!!v` with JS truthiness.
+pub(crate) fn truthy(env: Env, v: Value) -> bool {
+  let mut b = ptr::null_mut();
+  if unsafe { sys::napi_coerce_to_bool(env, v, &mut b) } != sys::Status::napi_ok {
+    return false;
+  }
+  get_bool(env, b).unwrap_or(false)
+}
+
+/// `Number(v)`; `None` if the coercion threw (the exception is left pending).
+pub(crate) fn to_number(env: Env, v: Value) -> Option<f64> {
+  let mut n = ptr::null_mut();
+  if unsafe { sys::napi_coerce_to_number(env, v, &mut n) } != sys::Status::napi_ok {
+    return None;
+  }
+  get_f64(env, n)
+}
+
+/// `String(v)`; `None` if the coercion threw (the exception is left pending).
+pub(crate) fn to_string(env: Env, v: Value) -> Option<String> {
+  let mut s = ptr::null_mut();
+  if unsafe { sys::napi_coerce_to_string(env, v, &mut s) } != sys::Status::napi_ok {
+    return None;
+  }
+  get_string(env, s)
+}
+
+/// Reads a JS string value as UTF-8.
+pub(crate) fn get_string(env: Env, v: Value) -> Option<String> {
+  let mut len = 0usize;
+  if unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) } != sys::Status::napi_ok {
+    return None;
+  }
+  let mut buf = vec![0u8; len + 1];
+  let mut written = 0usize;
+  if unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast::<c_char>(), len + 1, &mut written) }
+    != sys::Status::napi_ok
+  {
+    return None;
+  }
+  buf.truncate(written);
+  String::from_utf8(buf).ok()
+}
+
+
+/// Creates a strong reference (count 1) to an object or function.
+pub(crate) fn reference(env: Env, v: Value) -> JsResult<sys::napi_ref> {
+  let mut r = ptr::null_mut();
+  check(unsafe { sys::napi_create_reference(env, v, 1, &mut r) })?;
+  Ok(r)
+}
+
+pub(crate) fn deref(env: Env, r: sys::napi_ref) -> JsResult<Value> {
+  let mut v = ptr::null_mut();
+  check(unsafe { sys::napi_get_reference_value(env, r, &mut v) })?;
+  if v.is_null() {
+    return Err(Failed);
+  }
+  Ok(v)
+}
+
+pub(crate) fn delete_reference(env: Env, r: sys::napi_ref) {
+  if !r.is_null() {
+    unsafe { sys::napi_delete_reference(env, r) };
+  }
+}
+
+/// Outcome of calling a JS function: its return value, or the exception it threw (already
+/// cleared from the environment so the caller decides where it goes).
+pub(crate) enum Called {
+  Returned(Value),
+  Threw(Value),
+  /// The call could not run at all (environment tearing down).
+  Unavailable,
+}
+
+pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
+  let mut ret = ptr::null_mut();
+  let st = unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) };
+  if st == sys::Status::napi_ok {
+    return Called::Returned(ret);
+  }
+  match take_exception(env) {
+    Some(e) => Called::Threw(e),
+    None => Called::Unavailable,
+  }
+}
+
+/// Clears and returns the pending exception, if any.
+pub(crate) fn take_exception(env: Env) -> Option<Value> {
+  let mut pending = false;
+  unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+  if !pending {
+    return None;
+  }
+  let mut e = ptr::null_mut();
+  if unsafe { sys::napi_get_and_clear_last_exception(env, &mut e) } != sys::Status::napi_ok {
+    return None;
+  }
+  Some(e)
+}
+
+pub(crate) fn is_error(env: Env, v: Value) -> bool {
+  let mut r = false;
+  unsafe { sys::napi_is_error(env, v, &mut r) };
+  r
+}
+
+/// Reports an exception as Node does for an uncaught error in a callback (`uncaughtException`).
+pub(crate) fn fatal_exception(env: Env, e: Value) {
+  unsafe { sys::napi_fatal_exception(env, e) };
+}
+
+/// RAII handle scope: values created inside are released when it drops.
+pub(crate) struct HandleScope {
+  env: Env,
+  scope: sys::napi_handle_scope,
+}
+
+impl HandleScope {
+  pub(crate) fn open(env: Env) -> Self {
+    let mut scope = ptr::null_mut();
+    unsafe { sys::napi_open_handle_scope(env, &mut scope) };
+    HandleScope { env, scope }
+  }
+}
+
+impl Drop for HandleScope {
+  fn drop(&mut self) {
+    if !self.scope.is_null() {
+      unsafe { sys::napi_close_handle_scope(self.env, self.scope) };
+    }
+  }
+}
+
+/// RAII callback scope: closing it runs `process.nextTick` callbacks and promise jobs queued by
+/// the handlers that ran inside, as `MakeCallback` does for Node's own I/O callbacks.
+pub(crate) struct CallbackScope {
+  env: Env,
+  scope: sys::napi_callback_scope,
+}
+
+impl CallbackScope {
+  pub(crate) fn open(env: Env, resource: Value, ctx: sys::napi_async_context) -> Self {
+    let mut scope = ptr::null_mut();
+    unsafe { sys::napi_open_callback_scope(env, resource, ctx, &mut scope) };
+    CallbackScope { env, scope }
+  }
+}
+
+impl Drop for CallbackScope {
+  fn drop(&mut self) {
+    if !self.scope.is_null() {
+      unsafe { sys::napi_close_callback_scope(self.env, self.scope) };
+    }
+  }
+}
+
+/// A raw JS value returned from a `#[napi]` method as is.
+pub struct Raw(pub(crate) Value);
+
+impl napi::bindgen_prelude::ToNapiValue for Raw {
+  unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    Ok(val.0)
+  }
+}
+
+impl napi::bindgen_prelude::TypeName for Raw {
+  fn type_name() -> &'static str {
+    "unknown"
+  }
+  fn value_type() -> napi::ValueType {
+    napi::ValueType::Unknown
+  }
+}

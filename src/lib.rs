@@ -1,0 +1,68 @@
+//! bunnet: Bun's socket API (`connect`, `listen`, `Socket`, `SocketListener`) for Node.js.
+//!
+//! Sockets are non-blocking fds on one `mio::Poll` per Node environment, driven from Node's own
+//! libuv loop through a single `uv_poll_t`; handlers run on the JS thread straight from the
+//! readiness callback, and `write()` is a direct `send(2)`. Only work that must leave the JS
+//! thread (name resolution) runs on tokio.
+//!
+//! Layout:
+//! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
+//! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
+//! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown
+//! - `conn`: one connection's state machine and event rules
+//! - `connect`: resolution, connect attempts, promise settling
+//! - `listener`: `listen()` and the `SocketListener` class
+//! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
+//! - `bytes`: `write()` argument decoding
+//! - `bridge`: the threadsafe function and tokio runtime for off-thread work
+//! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bridge;
+mod bytes;
+mod conn;
+mod connect;
+mod error;
+mod handlers;
+mod js;
+mod listener;
+mod options;
+mod reactor;
+mod socket;
+mod socket_tls;
+mod sockopt;
+mod uv;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+pub use js::Raw;
+pub use listener::SocketListener;
+pub use socket::Socket;
+
+/// Connects over TCP (`hostname` + `port`) or a unix socket (`unix`). Resolves with the open
+/// `Socket` after its `open` handler ran; a failed connect goes to `connectError` and/or rejects.
+/// Invalid options throw synchronously.
+#[napi(js_name = "connect")]
+pub fn connect_js(env: Env, options: Unknown) -> Result<Raw> {
+  let e = env.raw();
+  let v = options.value().value;
+  let v = (!js::is_undefined(e, v)).then_some(v);
+  connect::connect(e, v).map(Raw)
+}
+
+/// Listens on TCP (`hostname` + `port`, `0` for an ephemeral port) or a unix socket path, and
+/// returns the `SocketListener`. Invalid options and bind failures throw synchronously.
+#[napi(js_name = "listen")]
+pub fn listen_js(env: Env, options: Unknown) -> Result<Raw> {
+  let e = env.raw();
+  let v = options.value().value;
+  let v = (!js::is_undefined(e, v)).then_some(v);
+  listener::listen(e, v).map(Raw)
+}
+
+/// TLS is not part of this build yet: say so instead of silently connecting in plaintext.
+pub(crate) fn tls_unavailable(env: js::Env) -> napi::Error {
+  error::ArgError::plain("TLS is not implemented in this version of bunnet").with_code("ERR_NOT_IMPLEMENTED").throw(env)
+}

@@ -1,0 +1,370 @@
+//! `listen()` and `SocketListener<Data>` (spec §3): binding, accepting on the reactor, stop,
+//! reload, and the listener's share in process lifetime.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use mio::{Interest, Token};
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use crate::conn::{self, Conn, How, Io, Phase};
+use crate::error::{pending, ArgError, SysError};
+use crate::handlers::{self, HandlerSlot};
+use crate::js::{self, Raw};
+use crate::options::{self, Entry as OptEntry, Target, Tls};
+use crate::reactor::{self, Entry};
+use crate::sockopt;
+
+enum ListenIo {
+  Tcp(mio::net::TcpListener),
+  Unix(mio::net::UnixListener),
+}
+
+impl ListenIo {
+  fn source(&mut self) -> &mut dyn mio::event::Source {
+    match self {
+      ListenIo::Tcp(l) => l,
+      ListenIo::Unix(l) => l,
+    }
+  }
+
+  fn fd(&self) -> i32 {
+    match self {
+      ListenIo::Tcp(l) => l.as_raw_fd(),
+      ListenIo::Unix(l) => l.as_raw_fd(),
+    }
+  }
+
+  fn accept(&self) -> io::Result<(Io, Option<SocketAddr>)> {
+    match self {
+      ListenIo::Tcp(l) => l.accept().map(|(s, a)| (Io::Tcp(s), Some(a))),
+      ListenIo::Unix(l) => l.accept().map(|(s, _)| (Io::Unix(s), None)),
+    }
+  }
+}
+
+struct ListenerState {
+  io: Option<ListenIo>,
+  handlers: HandlerSlot,
+  /// Strong reference to the JS listener while it listens or still has accepted sockets
+  /// (`socket.listener` returns it).
+  js: sys::napi_ref,
+  refed: bool,
+  counted: bool,
+  allow_half_open: bool,
+  conns: HashSet<usize>,
+  /// The unix path we created, unlinked by `stop()` (never a pre-existing file: bind fails then).
+  unlink: Option<String>,
+}
+
+pub(crate) struct ListenerCore {
+  token: Cell<Token>,
+  st: RefCell<ListenerState>,
+  hostname: Option<String>,
+  port: Option<u16>,
+  unix: Option<String>,
+}
+
+impl ListenerCore {
+  pub(crate) fn js_object(&self, env: sys::napi_env) -> Option<sys::napi_value> {
+    let r = self.st.try_borrow().ok()?.js;
+    if r.is_null() {
+      return None;
+    }
+    js::deref(env, r).ok()
+  }
+
+  pub(crate) fn forget(&self, token: Token) {
+    if let Ok(mut st) = self.st.try_borrow_mut() {
+      st.conns.remove(&token.0);
+    }
+  }
+
+  /// Drops the strong reference once the listener is stopped and has no sockets left.
+  pub(crate) fn release_if_done(&self, env: sys::napi_env) {
+    let Ok(mut st) = self.st.try_borrow_mut() else { return };
+    if st.io.is_none() && st.conns.is_empty() && !st.js.is_null() {
+      js::delete_reference(env, std::mem::replace(&mut st.js, std::ptr::null_mut()));
+    }
+  }
+
+  fn sync_ref(&self) {
+    let Ok(mut st) = self.st.try_borrow_mut() else { return };
+    let want = st.io.is_some() && st.refed;
+    if want != st.counted {
+      st.counted = want;
+      reactor::with(|r| r.adjust_refs(if want { 1 } else { -1 }));
+    }
+  }
+
+
+  /// Closes the listening fd without calling JS (env teardown).
+  pub(crate) fn teardown(&self) {
+    if let Ok(mut st) = self.st.try_borrow_mut() {
+      st.io = None;
+      st.js = std::ptr::null_mut();
+      st.counted = false;
+      if let Some(p) = st.unlink.take() {
+        let _ = std::fs::remove_file(p);
+      }
+    }
+  }
+}
+
+/// A listening TCP or unix-domain socket returned by `listen()`.
+#[napi]
+pub struct SocketListener {
+  core: Rc<ListenerCore>,
+}
+
+pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Result<sys::napi_value> {
+  let cfg = options::parse(env, options, OptEntry::Listen).map_err(|e| e.throw(env))?;
+  if cfg.tls == Tls::On {
+    return Err(crate::tls_unavailable(env));
+  }
+  reactor::ensure(env)?;
+  let (io, hostname, port, unix) = bind(&cfg.target, cfg.exclusive, cfg.reuse_port, cfg.ipv6_only)
+    .map_err(|e| e.throw(env))?;
+  let unlink = unix.clone().filter(|p| !p.starts_with('\0'));
+  let core = Rc::new(ListenerCore {
+    token: Cell::new(Token(usize::MAX)),
+    st: RefCell::new(ListenerState {
+      io: Some(io),
+      handlers: Rc::new(RefCell::new(Rc::new(cfg.handlers))),
+      js: std::ptr::null_mut(),
+      refed: true,
+      counted: false,
+      allow_half_open: cfg.allow_half_open,
+      conns: HashSet::new(),
+      unlink,
+    }),
+    hostname,
+    port,
+    unix,
+  });
+  let napi_env = napi::Env::from_raw(env);
+  let obj = SocketListener { core: core.clone() }.into_instance(&napi_env)?.value;
+  js::set(env, obj, "data", cfg.data).map_err(|_| pending())?;
+  let r = js::reference(env, obj).map_err(|_| pending())?;
+  let registered = reactor::with(|re| {
+    let token = re.insert(Entry::Listener(core.clone()));
+    core.token.set(token);
+    let mut st = core.st.borrow_mut();
+    st.js = r;
+    match st.io.as_mut() {
+      Some(io) => re.poll.registry().register(io.source(), token, Interest::READABLE),
+      None => Ok(()),
+    }
+  });
+  if let Some(Err(e)) | Some(Ok(Err(e))) = registered.map(Ok::<_, io::Error>) {
+    return Err(napi::Error::from_reason(format!("registering the listener failed: {e}")));
+  }
+  core.sync_ref();
+  Ok(obj)
+}
+
+type Bound = (ListenIo, Option<String>, Option<u16>, Option<String>);
+
+fn bind(target: &Target, exclusive: bool, reuse_port: bool, ipv6_only: bool) -> std::result::Result<Bound, SysError> {
+  match target {
+    Target::Unix(path) => {
+      let l = sockopt::bind_unix(path).map_err(|e| SysError::listen(&e, path, None))?;
+      Ok((ListenIo::Unix(l), None, None, Some(path.clone())))
+    }
+    Target::Tcp { host, port } => {
+      let addr = resolve_listen(host, *port)?;
+      let l = sockopt::bind_tcp(addr, exclusive, reuse_port, ipv6_only).map_err(|e| SysError::listen(&e, host, Some(*port)))?;
+      let bound = l.local_addr().map(|a| a.port()).unwrap_or(*port);
+      Ok((ListenIo::Tcp(l), Some(host.clone()), Some(bound), None))
+    }
+  }
+}
+
+/// `listen` resolves synchronously (it returns a bound listener): IP literals directly, names
+/// through getaddrinfo. Brackets are not accepted here (Bun: ENOTFOUND), unlike `connect`.
+fn resolve_listen(host: &str, port: u16) -> std::result::Result<SocketAddr, SysError> {
+  if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+    return Ok(SocketAddr::new(ip, port));
+  }
+  if host.starts_with('[') {
+    return Err(SysError::not_found(host));
+  }
+  use std::net::ToSocketAddrs;
+  (host, port).to_socket_addrs().ok().and_then(|mut it| it.next()).ok_or_else(|| SysError::not_found(host))
+}
+
+/// Accepts every pending connection (edge-triggered) and runs `open` for each.
+pub(crate) fn on_readable(env: sys::napi_env, core: &Rc<ListenerCore>) {
+  loop {
+    let _hs = js::HandleScope::open(env);
+    let accepted = {
+      let Ok(st) = core.st.try_borrow() else { return };
+      let Some(io) = st.io.as_ref() else { return };
+      match io.accept() {
+        Ok(a) => a,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+        Err(_) => return,
+      }
+    };
+    adopt(env, core, accepted);
+  }
+}
+
+fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Option<SocketAddr>)) {
+  let (slot, half_open, is_unix) = {
+    let Ok(st) = core.st.try_borrow() else { return };
+    (st.handlers.clone(), st.allow_half_open, matches!(io, Io::Unix(_)))
+  };
+  if !is_unix {
+    sockopt::set_nodelay(io.fd(), true);
+  }
+  let conn = Conn::new(slot, half_open, is_unix);
+  let registered = reactor::with(|r| {
+    let token = r.insert(Entry::Conn(conn.clone()));
+    conn.token.set(token);
+    r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE).map(|()| token)
+  });
+  let Some(Ok(token)) = registered else {
+    reactor::with(|r| r.remove(conn.token.get()));
+    return;
+  };
+  {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    st.is_v6 = remote.is_some_and(|a| a.is_ipv6());
+    st.remote = remote;
+    st.io = Some(io);
+    st.phase = Phase::Open;
+    st.listener = Some(core.clone());
+  }
+  if let Ok(mut st) = core.st.try_borrow_mut() {
+    st.conns.insert(token.0);
+  }
+  conn.sync_ref();
+  let data = core
+    .js_object(env)
+    .and_then(|l| js::get(env, l, "data").ok())
+    .unwrap_or_else(|| js::undefined(env));
+  if new_socket(env, &conn, data).is_err() {
+    conn::close(env, &conn, How::Reset, None);
+    return;
+  }
+  conn::emit_open(env, &conn);
+}
+
+fn new_socket(env: sys::napi_env, conn: &Rc<Conn>, data: sys::napi_value) -> Result<sys::napi_value> {
+  crate::socket::new_js(env, conn, data)
+}
+
+#[napi]
+impl SocketListener {
+  /// Stops accepting. With `true`, also closes every accepted socket (their `close` handlers run
+  /// before this returns). A unix socket file created by `listen` is removed.
+  #[napi]
+  pub fn stop(&self, env: Env, close_active_connections: Unknown) {
+    let e = env.raw();
+    let v = close_active_connections.value().value;
+    let close_all = js::type_of(e, v) == sys::ValueType::napi_boolean && js::get_bool(e, v) == Some(true);
+    let (conns, was_listening) = {
+      let Ok(mut st) = self.core.st.try_borrow_mut() else { return };
+      let was = st.io.is_some();
+      if let Some(mut io) = st.io.take() {
+        let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+      }
+      if let Some(p) = st.unlink.take() {
+        let _ = std::fs::remove_file(p);
+      }
+      (if close_all { st.conns.iter().copied().collect::<Vec<_>>() } else { Vec::new() }, was)
+    };
+    if was_listening {
+      let token = self.core.token.get();
+      reactor::with(|r| r.remove(token));
+      self.core.sync_ref();
+    }
+    for t in conns {
+      if let Some(Entry::Conn(c)) = reactor::with(|r| r.get(Token(t))).flatten() {
+        conn::close(e, &c, How::Graceful, None);
+      }
+    }
+    self.core.release_if_done(e);
+  }
+
+  /// Keep the process alive while listening (the default).
+  #[napi(js_name = "ref")]
+  pub fn ref_(&self) {
+    if let Ok(mut st) = self.core.st.try_borrow_mut() {
+      st.refed = true;
+    }
+    self.core.sync_ref();
+  }
+
+  /// Let the process exit while listening (accepted sockets still count on their own).
+  #[napi]
+  pub fn unref(&self) {
+    if let Ok(mut st) = self.core.st.try_borrow_mut() {
+      st.refed = false;
+    }
+    self.core.sync_ref();
+  }
+
+  /// Replaces the handlers of this listener and of every socket it accepted.
+  #[napi]
+  pub fn reload(&self, env: Env, options: Unknown) -> Result<()> {
+    let e = env.raw();
+    let done = self.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns.is_empty());
+    let arg = options.value().value;
+    if done || js::is_undefined(e, arg) {
+      return Err(ArgError::plain("Expected 1 argument").throw(e));
+    }
+    let h = handlers::from_reload_arg(e, Some(arg), "Expected \"socket\" object")?;
+    if let Ok(st) = self.core.st.try_borrow() {
+      if let Ok(mut cell) = st.handlers.try_borrow_mut() {
+        *cell = Rc::new(h);
+      }
+    }
+    Ok(())
+  }
+
+  /// The bound port (TCP), kept after `stop()`.
+  #[napi(getter)]
+  pub fn port(&self) -> Either<u32, ()> {
+    self.core.port.map_or(Either::B(()), |p| Either::A(u32::from(p)))
+  }
+
+  /// The `hostname` option as given (TCP).
+  #[napi(getter)]
+  pub fn hostname(&self) -> Either<String, ()> {
+    self.core.hostname.clone().map_or(Either::B(()), Either::A)
+  }
+
+  /// The socket path (unix).
+  #[napi(getter)]
+  pub fn unix(&self) -> Either<String, ()> {
+    self.core.unix.clone().map_or(Either::B(()), Either::A)
+  }
+
+  /// The listening file descriptor, `-1` once stopped.
+  #[napi(getter)]
+  pub fn fd(&self) -> i32 {
+    self.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(ListenIo::fd)).unwrap_or(-1)
+  }
+
+  /// Bun extra: fills `out` with `{ family, address, port }` of the bound address.
+  #[napi]
+  pub fn getsockname(&self, env: Env, out: Unknown) -> Raw {
+    let e = env.raw();
+    let o = out.value().value;
+    let addr = self.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| sockopt::local_addr(io.fd())));
+    if let (Some(a), sys::ValueType::napi_object) = (addr, js::type_of(e, o)) {
+      let _ = js::set(e, o, "family", js::string(e, if a.is_ipv6() { "IPv6" } else { "IPv4" }));
+      let _ = js::set(e, o, "address", js::string(e, &a.ip().to_string()));
+      let _ = js::set(e, o, "port", js::number(e, f64::from(a.port())));
+    }
+    Raw(js::undefined(e))
+  }
+}

@@ -1,0 +1,280 @@
+//! `connect()`/`listen()` options: validated once, in Bun's order and with Bun's messages, into a
+//! plain [`SocketConfig`] the rest of the crate uses. Nothing here keeps a JS value except the
+//! handler set (references) and the raw `data` value the caller stores right away.
+
+use napi::sys;
+
+use crate::error::ArgError;
+use crate::handlers::Handlers;
+use crate::js::{self, Env, Value};
+
+/// Where to connect to or listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+  Tcp { host: String, port: u16 },
+  Unix(String),
+}
+
+/// The `tls` option after Bun's rules: `{}`, `false`, `null`, `undefined` all mean plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tls {
+  Off,
+  On,
+}
+
+pub(crate) struct SocketConfig {
+  pub target: Target,
+  pub handlers: Handlers,
+  pub data: Value,
+  pub allow_half_open: bool,
+  pub exclusive: bool,
+  pub reuse_port: bool,
+  pub ipv6_only: bool,
+  pub tls: Tls,
+}
+
+/// Which entry point is validating: the two differ in one message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+  Connect,
+  Listen,
+}
+
+/// A validation failure: an argument error to throw, or a JS exception already pending (a getter
+/// on the options object threw).
+pub(crate) enum Invalid {
+  Arg(ArgError),
+  Pending,
+}
+
+impl From<ArgError> for Invalid {
+  fn from(e: ArgError) -> Self {
+    Invalid::Arg(e)
+  }
+}
+
+impl Invalid {
+  pub(crate) fn throw(self, env: Env) -> napi::Error {
+    match self {
+      Invalid::Arg(e) => e.throw(env),
+      Invalid::Pending => crate::error::pending(),
+    }
+  }
+}
+
+fn get(env: Env, obj: Value, key: &str) -> Result<Value, Invalid> {
+  js::get(env, obj, key).map_err(|_| Invalid::Pending)
+}
+
+pub(crate) fn parse(env: Env, options: Option<Value>, entry: Entry) -> Result<SocketConfig, Invalid> {
+  use sys::ValueType as T;
+  let options = match options {
+    Some(o) if matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
+    _ => {
+      let msg = if entry == Entry::Connect { "Expected options object" } else { "Expected object" };
+      return Err(ArgError::type_error(msg).into());
+    }
+  };
+  let socket = get(env, options, "socket")?;
+  if js::is_undefined(env, socket) {
+    return Err(ArgError::type_error("SocketOptions.socket is required").into());
+  }
+  let handlers = Handlers::from_js(env, socket).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
+  let target = parse_target(env, options)?;
+  let tls = parse_tls(env, get(env, options, "tls")?)?;
+  let allow_half_open = parse_bool(env, options, "allowHalfOpen")?;
+  let exclusive = parse_bool(env, options, "exclusive")?;
+  let reuse_port = parse_bool(env, options, "reusePort")?;
+  let ipv6_only = parse_bool(env, options, "ipv6Only")?;
+  let data = get(env, options, "data")?;
+  Ok(SocketConfig { target, handlers, data, allow_half_open, exclusive, reuse_port, ipv6_only, tls })
+}
+
+fn absent(env: Env, v: Value) -> bool {
+  matches!(js::type_of(env, v), sys::ValueType::napi_undefined | sys::ValueType::napi_null)
+}
+
+fn parse_target(env: Env, options: Value) -> Result<Target, Invalid> {
+  let either = || ArgError::type_error("Expected either \"hostname\" or \"unix\"");
+  let unix = get(env, options, "unix")?;
+  if !absent(env, unix) {
+    if js::type_of(env, unix) != sys::ValueType::napi_string {
+      return Err(ArgError::type_error("SocketOptions.unix must be a string").into());
+    }
+    let path = js::get_string(env, unix).unwrap_or_default();
+    if path.is_empty() {
+      return Err(either().into());
+    }
+    return Ok(Target::Unix(path));
+  }
+  let mut hostname = get(env, options, "hostname")?;
+  if absent(env, hostname) {
+    hostname = get(env, options, "host")?;
+  }
+  if absent(env, hostname) {
+    return Err(either().into());
+  }
+  let host = js::to_string(env, hostname).ok_or(Invalid::Pending)?;
+  if host.is_empty() {
+    return Err(either().into());
+  }
+  let port = get(env, options, "port")?;
+  if js::is_undefined(env, port) {
+    return Err(ArgError::type_error("Missing \"port\"").into());
+  }
+  let n = js::to_number(env, port).ok_or(Invalid::Pending)?;
+  Ok(Target::Tcp { host, port: validate_port(n)? })
+}
+
+/// Bun's port rules: any value `Number()` turns into an integer in `[0, 65535]`.
+pub(crate) fn validate_port(n: f64) -> Result<u16, ArgError> {
+  if !n.is_finite() || n.fract() != 0.0 {
+    return Err(ArgError::range_error(format!("SocketOptions.port must be an integer (received {})", js_number(n))));
+  }
+  if !(0.0..=65535.0).contains(&n) {
+    return Err(ArgError::range_error(format!(
+      "SocketOptions.port must be in the range [0, 65535] (received {})",
+      js_number(n)
+    )));
+  }
+  Ok(n as u16)
+}
+
+/// Formats a number the way JS's `String(n)` does for the values messages show.
+pub(crate) fn js_number(n: f64) -> String {
+  if n.is_nan() {
+    "NaN".into()
+  } else if n.is_infinite() {
+    if n > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+  } else if n == 0.0 {
+    "0".into()
+  } else {
+    format!("{n}")
+  }
+}
+
+fn parse_bool(env: Env, options: Value, key: &str) -> Result<bool, Invalid> {
+  let v = get(env, options, key)?;
+  if absent(env, v) {
+    return Ok(false);
+  }
+  js::get_bool(env, v)
+    .filter(|_| js::type_of(env, v) == sys::ValueType::napi_boolean)
+    .ok_or_else(|| ArgError::type_error(format!("SocketOptions.{key} must be a boolean")).into())
+}
+
+fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
+  use sys::ValueType as T;
+  match js::type_of(env, v) {
+    T::napi_undefined | T::napi_null => Ok(Tls::Off),
+    T::napi_boolean => Ok(if js::get_bool(env, v).unwrap_or(false) { Tls::On } else { Tls::Off }),
+    T::napi_object => {
+      validate_tls_fields(env, v)?;
+      let mut keys = std::ptr::null_mut();
+      let mut len = 0u32;
+      unsafe {
+        if sys::napi_get_property_names(env, v, &mut keys) != sys::Status::napi_ok
+          || sys::napi_get_array_length(env, keys, &mut len) != sys::Status::napi_ok
+        {
+          return Err(Invalid::Pending);
+        }
+      }
+      Ok(if len == 0 { Tls::Off } else { Tls::On })
+    }
+    _ => Err(ArgError::type_error("TLSOptions must be an object").into()),
+  }
+}
+
+/// Type checks of the `TLSOptions` fields Bun checks synchronously, with Bun's messages.
+fn validate_tls_fields(env: Env, tls: Value) -> Result<(), Invalid> {
+  use sys::ValueType as T;
+  let alpn = get(env, tls, "ALPNProtocols")?;
+  if !absent(env, alpn) && !(js::type_of(env, alpn) == T::napi_string || is_buffer_source(env, alpn)) {
+    return Err(ArgError::type_error("TLSOptions.ALPNProtocols must be of type string, ArrayBuffer, or null").into());
+  }
+  for key in ["ca", "cert", "key"] {
+    let v = get(env, tls, key)?;
+    if absent(env, v) || is_pem_source(env, v) {
+      continue;
+    }
+    let ok = is_array(env, v) && array_items(env, v)?.into_iter().all(|item| is_pem_source(env, item));
+    if !ok {
+      return Err(
+        ArgError::type_error(format!(
+          "TLSOptions.{key} must be of type string, ArrayBuffer, Blob, array of <string, ArrayBuffer, or Blob>, or null"
+        ))
+        .into(),
+      );
+    }
+  }
+  let server_name = get(env, tls, "serverName")?;
+  if !absent(env, server_name) && js::type_of(env, server_name) != T::napi_string {
+    return Err(ArgError::type_error("TLSOptions.serverName must be a string").into());
+  }
+  for key in ["rejectUnauthorized", "requestCert"] {
+    let v = get(env, tls, key)?;
+    if !absent(env, v) && js::type_of(env, v) != T::napi_boolean {
+      return Err(ArgError::type_error(format!("TLSOptions.{key} must be a boolean")).into());
+    }
+  }
+  Ok(())
+}
+
+fn is_pem_source(env: Env, v: Value) -> bool {
+  js::type_of(env, v) == sys::ValueType::napi_string || is_buffer_source(env, v)
+}
+
+pub(crate) fn is_buffer_source(env: Env, v: Value) -> bool {
+  let (mut a, mut b, mut c) = (false, false, false);
+  unsafe {
+    sys::napi_is_arraybuffer(env, v, &mut a);
+    sys::napi_is_typedarray(env, v, &mut b);
+    sys::napi_is_dataview(env, v, &mut c);
+  }
+  a || b || c
+}
+
+fn is_array(env: Env, v: Value) -> bool {
+  let mut r = false;
+  unsafe { sys::napi_is_array(env, v, &mut r) };
+  r
+}
+
+fn array_items(env: Env, arr: Value) -> Result<Vec<Value>, Invalid> {
+  let mut len = 0u32;
+  unsafe { sys::napi_get_array_length(env, arr, &mut len) };
+  (0..len)
+    .map(|i| {
+      let mut v = std::ptr::null_mut();
+      js::check(unsafe { sys::napi_get_element(env, arr, i, &mut v) }).map_err(|_| Invalid::Pending)?;
+      Ok(v)
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn ports_follow_bun() {
+    assert_eq!(validate_port(0.0), Ok(0));
+    assert_eq!(validate_port(65535.0), Ok(65535));
+    assert_eq!(
+      validate_port(1.5).unwrap_err().message,
+      "SocketOptions.port must be an integer (received 1.5)"
+    );
+    assert_eq!(
+      validate_port(f64::NAN).unwrap_err().message,
+      "SocketOptions.port must be an integer (received NaN)"
+    );
+    assert_eq!(
+      validate_port(-1.0).unwrap_err().message,
+      "SocketOptions.port must be in the range [0, 65535] (received -1)"
+    );
+    assert_eq!(
+      validate_port(65536.0).unwrap_err().message,
+      "SocketOptions.port must be in the range [0, 65535] (received 65536)"
+    );
+  }
+}

@@ -1,0 +1,327 @@
+//! The per-environment reactor: one `mio::Poll` whose epoll fd is watched by one libuv
+//! `uv_poll_t`, so socket readiness is handled on the JS thread inside Node's own event loop.
+//!
+//! Rules every caller relies on:
+//! - The reactor lives in a thread-local (one Node environment per thread, workers included) and
+//!   is only ever borrowed for short, JS-free sections ([`with`]); handlers run with no borrow
+//!   held, so they may call any socket or listener method, on any socket.
+//! - Tokens carry a generation: a token is never reused for another socket while events for the
+//!   old one may still be queued.
+//! - One ref count drives `uv_ref`/`uv_unref` of the poll handle: ref'd open sockets, ref'd
+//!   listening listeners and pending connects. Nothing else keeps Node alive.
+//! - An env cleanup hook closes everything, so `worker.terminate()` and `process.exit()` with
+//!   sockets open are clean.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::AsRawFd;
+use std::os::raw::{c_int, c_void};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use napi::sys;
+
+use crate::bridge::Bridge;
+use crate::conn::Conn;
+use crate::js::{self, CallbackScope, Env, HandleScope};
+use crate::listener::ListenerCore;
+use crate::uv;
+
+/// How many extra zero-timeout polls one wake-up may do: replies caused by our own handlers
+/// (a local peer echoing) are picked up without another trip through libuv's epoll_wait, while
+/// the bound keeps timers and other handles from starving.
+const SPIN_ROUNDS: u32 = 64;
+const EVENTS_CAPACITY: usize = 1024;
+
+pub(crate) enum Entry {
+  Conn(Rc<Conn>),
+  Listener(Rc<ListenerCore>),
+}
+
+impl Clone for Entry {
+  fn clone(&self) -> Self {
+    match self {
+      Entry::Conn(c) => Entry::Conn(c.clone()),
+      Entry::Listener(l) => Entry::Listener(l.clone()),
+    }
+  }
+}
+
+/// A slab of entries addressed by generation-tagged tokens.
+#[derive(Default)]
+struct Slab {
+  slots: Vec<(u32, Option<Entry>)>,
+  free: Vec<u32>,
+}
+
+impl Slab {
+  fn insert(&mut self, e: Entry) -> Token {
+    let idx = match self.free.pop() {
+      Some(i) => i,
+      None => {
+        self.slots.push((0, None));
+        (self.slots.len() - 1) as u32
+      }
+    };
+    let slot = &mut self.slots[idx as usize];
+    slot.0 = slot.0.wrapping_add(1);
+    slot.1 = Some(e);
+    Token(((slot.0 as usize) << 32) | idx as usize)
+  }
+
+  fn get(&self, t: Token) -> Option<&Entry> {
+    let (gen, idx) = ((t.0 >> 32) as u32, (t.0 & 0xffff_ffff) as usize);
+    match self.slots.get(idx) {
+      Some((g, Some(e))) if *g == gen => Some(e),
+      _ => None,
+    }
+  }
+
+  fn remove(&mut self, t: Token) -> Option<Entry> {
+    let (gen, idx) = ((t.0 >> 32) as u32, (t.0 & 0xffff_ffff) as usize);
+    match self.slots.get_mut(idx) {
+      Some((g, e @ Some(_))) if *g == gen => {
+        self.free.push(idx as u32);
+        e.take()
+      }
+      _ => None,
+    }
+  }
+
+  fn drain(&mut self) -> Vec<Entry> {
+    self.free.clear();
+    self.slots.drain(..).filter_map(|(_, e)| e).collect()
+  }
+}
+
+pub(crate) struct Reactor {
+  pub poll: Poll,
+  events: Option<Events>,
+  entries: Slab,
+  uv_poll: Option<uv::Handle>,
+  timer: Option<uv::Handle>,
+  /// When the uv timer will next fire, if it is running.
+  timer_due: Option<Instant>,
+  timers: BinaryHeap<Reverse<(Instant, usize)>>,
+  refs: usize,
+  refed: bool,
+  resource: sys::napi_ref,
+  async_ctx: sys::napi_async_context,
+  pub noop: sys::napi_ref,
+  pub bridge: Arc<Bridge>,
+}
+
+thread_local! {
+  static REACTOR: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+  static ENV: Cell<sys::napi_env> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The environment of this thread (null before the addon is used on it).
+pub(crate) fn env() -> Env {
+  ENV.with(Cell::get)
+}
+
+/// Runs `f` on this thread's reactor. `None` if there is none (torn down) or it is already
+/// borrowed, which the no-JS-under-borrow rule makes impossible but is handled without panicking.
+pub(crate) fn with<R>(f: impl FnOnce(&mut Reactor) -> R) -> Option<R> {
+  REACTOR.with(|cell| match cell.try_borrow_mut() {
+    Ok(mut guard) => guard.as_mut().map(f),
+    Err(_) => None,
+  })
+}
+
+/// Creates this thread's reactor on first use.
+pub(crate) fn ensure(env: Env) -> napi::Result<()> {
+  if REACTOR.with(|c| c.borrow().is_some()) {
+    return Ok(());
+  }
+  let poll = Poll::new()?;
+  let mut lp = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_get_uv_event_loop(env, &mut lp) })
+    .map_err(|_| napi::Error::from_reason("napi_get_uv_event_loop failed"))?;
+  let lp = lp.cast::<c_void>();
+  let uv_poll = uv::Handle::poll(lp, poll.as_raw_fd(), on_poll)
+    .ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
+  let timer = uv::Handle::timer(lp).ok_or_else(|| napi::Error::from_reason("uv_timer_init failed"))?;
+  let resource_obj = js::object(env);
+  let resource = js::reference(env, resource_obj).map_err(|_| napi::Error::from_reason("napi_create_reference"))?;
+  let mut async_ctx = std::ptr::null_mut();
+  unsafe { sys::napi_async_init(env, resource_obj, js::string(env, "bunnet"), &mut async_ctx) };
+  let noop = js::reference(env, make_noop(env)).map_err(|_| napi::Error::from_reason("noop"))?;
+  let bridge = Bridge::new(env)?;
+  ENV.with(|e| e.set(env));
+  REACTOR.with(|c| {
+    *c.borrow_mut() = Some(Reactor {
+      poll,
+      events: Some(Events::with_capacity(EVENTS_CAPACITY)),
+      entries: Slab::default(),
+      uv_poll: Some(uv_poll),
+      timer: Some(timer),
+      timer_due: None,
+      timers: BinaryHeap::new(),
+      refs: 0,
+      refed: false,
+      resource,
+      async_ctx,
+      noop,
+      bridge,
+    })
+  });
+  unsafe { sys::napi_add_env_cleanup_hook(env, Some(cleanup), std::ptr::null_mut()) };
+  Ok(())
+}
+
+unsafe extern "C" fn noop_cb(_env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+  std::ptr::null_mut()
+}
+
+fn make_noop(env: Env) -> js::Value {
+  let mut f = std::ptr::null_mut();
+  unsafe { sys::napi_create_function(env, c"noop".as_ptr(), 4, Some(noop_cb), std::ptr::null_mut(), &mut f) };
+  f
+}
+
+impl Reactor {
+  pub(crate) fn insert(&mut self, e: Entry) -> Token {
+    self.entries.insert(e)
+  }
+
+  pub(crate) fn remove(&mut self, t: Token) {
+    self.entries.remove(t);
+  }
+
+  pub(crate) fn get(&self, t: Token) -> Option<Entry> {
+    self.entries.get(t).cloned()
+  }
+
+  /// Adds (`+1`) or drops (`-1`) one reason to keep the process alive.
+  pub(crate) fn adjust_refs(&mut self, delta: isize) {
+    self.refs = self.refs.saturating_add_signed(delta);
+    let want = self.refs > 0;
+    if want != self.refed {
+      if let Some(h) = &self.uv_poll {
+        h.set_ref(want);
+      }
+      self.refed = want;
+    }
+  }
+
+  /// Schedules a timeout check for the socket behind `token` at `at`.
+  pub(crate) fn schedule(&mut self, at: Instant, token: Token) {
+    self.timers.push(Reverse((at, token.0)));
+    self.arm_timer();
+  }
+
+  fn arm_timer(&mut self) {
+    let Some(Reverse((next, _))) = self.timers.peek().copied() else {
+      if let Some(t) = &self.timer {
+        t.timer_stop();
+      }
+      self.timer_due = None;
+      return;
+    };
+    if self.timer_due.is_some_and(|due| due <= next) {
+      return;
+    }
+    let wait = next.saturating_duration_since(Instant::now());
+    let ms = wait.as_millis() as u64 + u64::from(wait.subsec_nanos() % 1_000_000 != 0);
+    if let Some(t) = &self.timer {
+      t.timer_start(on_timer, ms);
+    }
+    self.timer_due = Some(next);
+  }
+
+  /// Pops the timeouts that are due now.
+  fn due_timers(&mut self) -> Vec<(Instant, Token)> {
+    let now = Instant::now();
+    let mut due = Vec::new();
+    while let Some(Reverse((at, t))) = self.timers.peek().copied() {
+      if at > now {
+        break;
+      }
+      self.timers.pop();
+      due.push((at, Token(t)));
+    }
+    self.timer_due = None;
+    self.arm_timer();
+    due
+  }
+
+  /// The scopes every batch of JS calls from libuv runs inside.
+  pub(crate) fn scope_values(&self, env: Env) -> Option<(js::Value, sys::napi_async_context)> {
+    Some((js::deref(env, self.resource).ok()?, self.async_ctx))
+  }
+}
+
+/// Opens the handle + callback scope for a batch of handler calls made from a libuv callback.
+pub(crate) fn enter_js(env: Env) -> Option<(HandleScope, CallbackScope)> {
+  let hs = HandleScope::open(env);
+  let (res, ctx) = with(|r| r.scope_values(env)).flatten()?;
+  let cs = CallbackScope::open(env, res, ctx);
+  Some((hs, cs))
+}
+
+unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
+  if status < 0 {
+    return;
+  }
+  let env = env();
+  let Some(_scopes) = enter_js(env) else { return };
+  for _ in 0..SPIN_ROUNDS {
+    let Some(mut events) = with(|r| r.events.take()).flatten() else { return };
+    let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
+    let mut n = 0usize;
+    if polled {
+      for ev in events.iter() {
+        n += 1;
+        let Some(entry) = with(|r| r.get(ev.token())).flatten() else { continue };
+        let _hs = HandleScope::open(env);
+        match entry {
+          Entry::Conn(c) => crate::conn::on_event(env, &c, ev),
+          Entry::Listener(l) => crate::listener::on_readable(env, &l),
+        }
+      }
+    }
+    let _ = with(|r| r.events = Some(events));
+    if n == 0 {
+      break;
+    }
+  }
+}
+
+unsafe extern "C" fn on_timer(_h: *mut c_void) {
+  let env = env();
+  let Some(_scopes) = enter_js(env) else { return };
+  let due = with(Reactor::due_timers).unwrap_or_default();
+  for (at, token) in due {
+    let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
+    let _hs = HandleScope::open(env);
+    crate::conn::on_timeout(env, &c, at);
+  }
+}
+
+/// Env teardown (worker exit, process exit): close every socket and listener and both libuv
+/// handles, so the loop can close cleanly and no fd outlives the environment.
+unsafe extern "C" fn cleanup(_arg: *mut c_void) {
+  let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
+  r.bridge.close();
+  for e in r.entries.drain() {
+    match e {
+      Entry::Conn(c) => c.teardown(),
+      Entry::Listener(l) => l.teardown(),
+    }
+  }
+  if let Some(h) = r.uv_poll.take() {
+    h.close_poll();
+  }
+  if let Some(t) = r.timer.take() {
+    t.close_timer();
+  }
+  let env = env();
+  js::delete_reference(env, r.resource);
+  js::delete_reference(env, r.noop);
+  ENV.with(|e| e.set(std::ptr::null_mut()));
+}
