@@ -1,0 +1,73 @@
+// Shared test helpers: listeners on port 0, promise-shaped waits, temp unix paths, and the
+// registration that runs every socket scenario on the main thread (ava) and again inside a
+// worker_thread (worker.spec.mjs).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { connect, listen } from '../index.mjs'
+
+export { connect, listen }
+
+/** Resolves after `ms` milliseconds. */
+export const delay = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** A promise plus its resolve function. */
+export function deferred() {
+  let resolve, reject
+  const promise = new Promise((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+/** Waits until `cond()` is true (polling), failing after `ms`. */
+export async function until(cond, ms = 5000, what = 'condition') {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await delay(5)
+  }
+}
+
+/** A fresh temp dir for unix socket paths, removed at teardown. */
+export function tempDir(t) {
+  const dir = mkdtempSync(join(tmpdir(), 'bunnet-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** listen() on 127.0.0.1:0 with `socket` handlers; stopped (with its sockets) at teardown. */
+export function server(t, socket, extra = {}) {
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket, ...extra })
+  t.teardown(() => l.stop(true))
+  return l
+}
+
+/** An echo listener. */
+export function echoServer(t, extra = {}) {
+  return server(t, { data(s, d) { s.write(d) } }, extra)
+}
+
+/** Collects handler calls as strings, in order. */
+export function recorder() {
+  const log = []
+  const rec = (name, fn) =>
+    function (...args) {
+      log.push(name)
+      return fn?.apply(this, args)
+    }
+  return { log, rec }
+}
+
+/**
+ * Registers every exported scenario of `mod` as an ava test. Scenarios take ava's `t` (or the
+ * worker shim, which offers the same subset: is, not, true, false, truthy, falsy, deepEqual, like,
+ * throws, pass, fail, plan, teardown, log).
+ */
+export function register(test, mod) {
+  for (const [name, fn] of Object.entries(mod)) {
+    if (typeof fn === 'function') test(name, fn)
+  }
+}

@@ -1,0 +1,187 @@
+// connect(): transports, resolution, order of open vs. promise, and failure delivery (spec §2).
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { connect, deferred, echoServer, listen, recorder, server, tempDir, until } from '../helpers.mjs'
+
+async function roundTrip(t, s, got) {
+  t.is(s.write('ping'), 4)
+  await until(() => got.join('') === 'ping', 5000, 'echo')
+}
+
+export async function tcpIPv4OpenRunsBeforeResolve(t) {
+  const l = echoServer(t)
+  const order = []
+  const got = []
+  const p = connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      open(s) {
+        order.push(`open rs=${s.readyState}`)
+        t.is(this, s)
+      },
+      data(s, d) {
+        got.push(String(d))
+      },
+    },
+  })
+  t.true(p instanceof Promise)
+  p.then(() => order.push('resolved'))
+  const s = await p
+  t.teardown(() => s.end())
+  t.deepEqual(order, ['open rs=1', 'resolved'])
+  t.is(s.readyState, 1)
+  t.is(s.remoteAddress, '127.0.0.1')
+  t.is(s.remotePort, l.port)
+  t.is(s.remoteFamily, 'IPv4')
+  t.is(s.localAddress, '127.0.0.1')
+  t.true(s.localPort > 0)
+  t.is(s.localFamily, 'IPv4')
+  t.is(s.listener, undefined)
+  await roundTrip(t, s, got)
+}
+
+export async function tcpIPv6AndBrackets(t) {
+  const l = listen({ hostname: '::1', port: 0, socket: { data(s, d) { s.write(d) } } })
+  t.teardown(() => l.stop(true))
+  for (const hostname of ['::1', '[::1]']) {
+    const got = []
+    const s = await connect({ hostname, port: l.port, socket: { data(s, d) { got.push(String(d)) } } })
+    t.is(s.remoteAddress, '::1')
+    t.is(s.remoteFamily, 'IPv6')
+    await roundTrip(t, s, got)
+    s.end()
+  }
+}
+
+export async function localhostIsResolvedOffThread(t) {
+  const l = listen({ hostname: '::', port: 0, socket: { data(s, d) { s.write(d) } } })
+  t.teardown(() => l.stop(true))
+  const got = []
+  const s = await connect({ hostname: 'localhost', port: String(l.port), socket: { data(s, d) { got.push(String(d)) } } })
+  t.teardown(() => s.end())
+  t.true(['127.0.0.1', '::1'].includes(s.remoteAddress))
+  await roundTrip(t, s, got)
+}
+
+export async function unixPath(t) {
+  const path = join(tempDir(t), 's.sock')
+  const l = listen({ unix: path, socket: { data(s, d) { s.write(d) } } })
+  t.teardown(() => l.stop(true))
+  const got = []
+  const s = await connect({ unix: path, hostname: 'ignored.invalid', port: 1, socket: { data(s, d) { got.push(String(d)) } } })
+  t.teardown(() => s.end())
+  for (const k of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort', 'localFamily']) {
+    t.is(s[k], undefined, k)
+  }
+  t.true(s.setNoDelay())
+  t.true(s.setKeepAlive(true))
+  await roundTrip(t, s, got)
+}
+
+export async function dataOptionAndThis(t) {
+  const l = echoServer(t)
+  const d = { id: 7 }
+  let seenThis
+  const s = await connect({ hostname: '127.0.0.1', port: l.port, data: d, socket: { open(s) { seenThis = this }, data() {} } })
+  t.teardown(() => s.end())
+  t.is(s.data, d)
+  t.is(seenThis, s)
+  s.data = 5
+  t.is(s.data, 5)
+}
+
+function refusedPort(t) {
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = l.port
+  l.stop()
+  return port
+}
+
+export async function refusedGoesToConnectErrorThenRejects(t) {
+  const port = refusedPort(t)
+  const seen = deferred()
+  const calls = []
+  const p = connect({
+    hostname: '127.0.0.1',
+    port,
+    data: 'd',
+    socket: {
+      data() {},
+      open() { calls.push('open') },
+      close() { calls.push('close') },
+      error() { calls.push('error') },
+      connectError(s, err) {
+        calls.push('connectError')
+        t.is(this, s)
+        t.is(s.readyState, -1)
+        t.is(s.data, 'd')
+        seen.resolve(err)
+      },
+    },
+  })
+  const err = await t.throwsAsync(p, { instanceOf: Error, code: 'ECONNREFUSED' })
+  const first = await seen.promise
+  t.not(err, first)
+  for (const e of [err, first]) {
+    t.like(e, { name: 'Error', message: 'Failed to connect', code: 'ECONNREFUSED', errno: -111, syscall: 'connect' })
+    t.deepEqual(Object.keys(e).sort(), ['code', 'errno', 'syscall'])
+  }
+  t.deepEqual(calls, ['connectError'])
+}
+
+export async function refusedWithoutHandlerRejects(t) {
+  const port = refusedPort(t)
+  await t.throwsAsync(connect({ hostname: '127.0.0.1', port, socket: { data() {}, close() { t.fail('close') } } }), {
+    code: 'ECONNREFUSED',
+    message: 'Failed to connect',
+  })
+}
+
+export async function connectErrorThrowReplacesRejection(t) {
+  const port = refusedPort(t)
+  const x = new Error('mine')
+  const err = await t.throwsAsync(
+    connect({ hostname: '127.0.0.1', port, socket: { data() {}, connectError() { throw x } } }),
+  )
+  t.is(err, x)
+}
+
+export async function unixMissingPathIsENOENT(t) {
+  const path = join(tempDir(t), 'missing.sock')
+  await t.throwsAsync(connect({ unix: path, socket: { data() {} } }), { code: 'ENOENT', message: 'Failed to connect' })
+  const file = join(tempDir(t), 'regular')
+  writeFileSync(file, 'x')
+  await t.throwsAsync(connect({ unix: file, socket: { data() {} } }), { code: 'ECONNREFUSED' })
+}
+
+export async function unresolvableNameIsENOTFOUND(t) {
+  const err = await t.throwsAsync(connect({ hostname: 'no-such-host.invalid', port: 80, socket: { data() {} } }), {
+    code: 'ENOTFOUND',
+  })
+  t.like(err, { syscall: 'getaddrinfo', errno: -3008, message: 'getaddrinfo ENOTFOUND no-such-host.invalid' })
+}
+
+export async function failureIsNeverSynchronous(t) {
+  const { log, rec } = recorder()
+  const p = connect({ unix: '/nonexistent/x.sock', socket: { data() {}, connectError: rec('connectError') } })
+  t.deepEqual(log, [])
+  await p.catch(() => {})
+  t.deepEqual(log, ['connectError'])
+}
+
+export async function serverSocketSeesListenerAndData(t) {
+  const opened = deferred()
+  const l = server(t, {
+    open(s) { opened.resolve(s) },
+    data() {},
+  }, { data: { tag: 'L' } })
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() {} } })
+  t.teardown(() => c.end())
+  const s = await opened.promise
+  t.is(s.listener, l)
+  t.is(s.data, l.data)
+  t.is(s.localPort, l.port)
+  t.is(s.remotePort, c.localPort)
+}

@@ -1,0 +1,61 @@
+// `npm test`: builds the addon if needed, runs the ava suite (TAP), the typings check and the
+// examples, and ends with one summary line "N passed, N failed" that CI reads.
+import { spawn } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const bin = (name) => join(root, 'node_modules', '.bin', name)
+let passed = 0
+let failed = 0
+
+function run(cmd, args, { onLine, timeoutMs = 0 } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let buf = ''
+    const timer = timeoutMs ? setTimeout(() => child.kill('SIGKILL'), timeoutMs) : null
+    const feed = (chunk, stream) => {
+      stream.write(chunk)
+      if (!onLine) return
+      buf += chunk
+      let i
+      while ((i = buf.indexOf('\n')) >= 0) {
+        onLine(buf.slice(0, i))
+        buf = buf.slice(i + 1)
+      }
+    }
+    child.stdout.on('data', (c) => feed(String(c), process.stdout))
+    child.stderr.on('data', (c) => process.stderr.write(c))
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer)
+      resolve(code === 0 && !signal)
+    })
+  })
+}
+
+function record(name, ok) {
+  console.log(`${ok ? 'ok' : 'not ok'} - ${name}`)
+  if (ok) passed++
+  else failed++
+}
+
+const built = await run(process.execPath, [join(root, 'scripts', 'ensure-built.mjs')])
+if (!built) {
+  record('build the addon', false)
+} else {
+  let avaPassed = 0
+  let avaFailed = 0
+  const avaOk = await run(process.execPath, [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap'], {
+    onLine(line) {
+      if (/^ok \d+/.test(line)) avaPassed++
+      else if (/^not ok \d+/.test(line)) avaFailed++
+    },
+  })
+  passed += avaPassed
+  failed += avaFailed
+  if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
+  record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
+  record('example: node examples/echo.mjs', await run(process.execPath, [join(root, 'examples', 'echo.mjs')], { timeoutMs: 15000 }))
+}
+console.log(`${passed} passed, ${failed} failed`)
+process.exit(failed === 0 ? 0 : 1)
