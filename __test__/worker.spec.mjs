@@ -9,9 +9,13 @@ import test from 'ava'
 const dir = new URL('./scenarios/', import.meta.url)
 const shim = new URL('./worker-shim.mjs', import.meta.url)
 
-for (const f of readdirSync(dir).filter((f) => f.endsWith('.mjs')).sort()) {
+const files = readdirSync(dir).filter((f) => f.endsWith('.mjs')).sort()
+// ava wants every test declared synchronously: load all scenario modules first.
+const mods = await Promise.all(files.map((f) => import(new URL(f, dir).href)))
+
+for (const [i, f] of files.entries()) {
   const file = new URL(f, dir).href
-  const mod = await import(file)
+  const mod = mods[i]
   for (const name of Object.keys(mod)) {
     if (typeof mod[name] !== 'function') continue
     test(`worker: ${f.replace('.mjs', '')} › ${name}`, async (t) => {

@@ -332,7 +332,7 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
         on_writable(env, conn);
       }
       if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-        on_readable(env, conn);
+        on_readable(env, conn, ev.is_read_closed() || ev.is_error());
       }
     }
     Phase::Resolving | Phase::Closed => {}
@@ -360,7 +360,11 @@ enum ReadOutcome {
 }
 
 /// Reads until the socket is drained (edge-triggered), delivering each chunk to `data`.
-pub(crate) fn on_readable(env: Env, conn: &Conn) {
+///
+/// A short read means the receive queue was empty at that moment; any later arrival raises a new
+/// edge, so stopping there is safe and saves a syscall. Except when the peer's FIN (or an error)
+/// was already part of this event: it will not be reported again, so read on until it shows.
+pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
   loop {
     let _hs = HandleScope::open(env);
     let r = {
@@ -386,7 +390,7 @@ pub(crate) fn on_readable(env: Env, conn: &Conn) {
     match r {
       ReadOutcome::Data(v, full) => {
         emit(env, conn, Event::Data, &[v]);
-        if !full {
+        if !full && !hup {
           return;
         }
       }

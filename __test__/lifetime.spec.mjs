@@ -1,0 +1,89 @@
+// Process lifetime (spec §7) and error routing that reaches `process`, each in a child process:
+// whether Node exits by itself, and what it printed.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+import test from 'ava'
+
+const fixture = fileURLToPath(new URL('./fixtures/lifetime.mjs', import.meta.url))
+
+/** Runs a scenario; resolves { exited, code, out, err } after it exits or `aliveMs` passes. */
+function run(name, aliveMs = 1500) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [fixture, name], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (c) => (out += c))
+    child.stderr.on('data', (c) => (err += c))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      resolve({ exited: false, out, err })
+    }, aliveMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ exited: true, code, out, err })
+    })
+  })
+}
+
+const staysAlive = (name, marker) =>
+  test(`${name} keeps the process alive`, async (t) => {
+    const r = await run(name)
+    t.false(r.exited, `exited early: ${r.out} ${r.err}`)
+    t.true(r.out.includes(marker), r.out + r.err)
+  })
+
+const exits = (name, marker, code = 0) =>
+  test(`${name} lets the process exit`, async (t) => {
+    const r = await run(name, 5000)
+    t.true(r.exited, `still alive: ${r.out} ${r.err}`)
+    t.is(r.code, code, r.err)
+    t.true(r.out.includes(marker), r.out + r.err)
+  })
+
+staysAlive('listenOnly', 'listening')
+exits('listenUnref', 'unrefd')
+staysAlive('unrefThenRef', 'refd')
+staysAlive('acceptedSocketHoldsProcess', 'client unrefd')
+exits('allUnrefd', 'all unrefd')
+staysAlive('clientRefAgain', 'client refd again')
+exits('pendingConnectFails', 'connectError\nrejected')
+exits('pendingResolveKeepsAlive', 'connectError ECONNREFUSED')
+staysAlive('stopFalseKeepsAcceptedSocket', 'stopped')
+exits('stopTrueLetsExit', 'client closed')
+exits('disposeLetsExit', '')
+exits('echoThenExit', 'done')
+exits('processExitWithOpenSockets', '', 7)
+
+test('a throw in data without an error handler is an uncaughtException and the socket stays open', async (t) => {
+  const r = await run('throwWithoutErrorHandler', 5000)
+  t.true(r.exited, r.out + r.err)
+  t.is(r.out, 'uncaught from data\nsecond data rs=1\n')
+})
+
+test('a throw in open without an error handler: uncaughtException, close, promise resolves', async (t) => {
+  const r = await run('openThrowWithoutErrorHandler', 5000)
+  t.true(r.exited, r.out + r.err)
+  t.is(r.out, 'uncaught from open\nclose\nresolved rs=-1\n')
+})
+
+test('an async open that rejects is an unhandledRejection, not an error, and the socket stays open', async (t) => {
+  const r = await run('asyncOpenRejects', 5000)
+  t.true(r.exited, r.out + r.err)
+  t.is(r.out, 'unhandled async open\nrs=1\n')
+})
+
+test('a failed connect without connectError and without catch is an unhandled rejection', async (t) => {
+  const r = await run('unhandledConnectFailure', 5000)
+  t.true(r.exited)
+  t.is(r.code, 1)
+  t.regex(r.err, /ECONNREFUSED/)
+})
+
+test('worker_threads with open sockets, listeners and pending connects terminate cleanly', async (t) => {
+  const r = await run('workersTerminated', 20000)
+  t.true(r.exited, r.out + r.err)
+  t.is(r.code, 0, r.err)
+  const [, before, after] = r.out.trim().split(' ').map(Number)
+  t.is(after, before, `fds before ${before}, after ${after}`)
+})

@@ -1,0 +1,106 @@
+// The bad-input catalogue of spec §8: synchronous throws with Bun's class, code and message.
+import { connect, listen } from '../helpers.mjs'
+
+const TE = { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }
+const RE = { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }
+const both = [
+  ['connect', (o) => connect(o)],
+  ['listen', (o) => listen(o)],
+]
+
+export function optionsObjectRequired(t) {
+  for (const v of [undefined, null, 'x', 1]) {
+    t.throws(() => connect(v), { ...TE, message: 'Expected options object' })
+    t.throws(() => listen(v), { ...TE, message: 'Expected object' })
+  }
+  t.throws(() => connect(), { ...TE, message: 'Expected options object' })
+  t.throws(() => listen(), { ...TE, message: 'Expected object' })
+  t.is(connect.length, 1)
+  t.is(listen.length, 1)
+}
+
+export function handlerValidation(t) {
+  const base = { hostname: '127.0.0.1', port: 1 }
+  for (const [, fn] of both) {
+    t.throws(() => fn({ ...base }), { ...TE, message: 'SocketOptions.socket is required' })
+    t.throws(() => fn({ ...base, socket: null }), { ...TE, message: 'SocketHandler must be an object' })
+    t.throws(() => fn({ ...base, socket: 1 }), { ...TE, message: 'SocketHandler must be an object' })
+    t.throws(() => fn({ ...base, socket: {} }), { ...TE, message: 'Expected at least "data" or "drain" callback' })
+    t.throws(() => fn({ ...base, socket: { open() {} } }), { ...TE, message: 'Expected at least "data" or "drain" callback' })
+    t.throws(() => fn({ ...base, socket: { data: 1 } }), { ...TE, message: 'Expected "onData" callback to be a function' })
+    const names = { open: 'onOpen', close: 'onClose', error: 'onError', drain: 'onWritable', end: 'onEnd', timeout: 'onTimeout', connectError: 'onConnectError', handshake: 'onHandshake' }
+    for (const [key, internal] of Object.entries(names)) {
+      t.throws(() => fn({ ...base, socket: { data() {}, [key]: 'x' } }), { ...TE, message: `Expected "${internal}" callback to be a function` })
+    }
+    t.throws(() => fn({ ...base, socket: { data() {}, binaryType: 'blob' } }), {
+      ...TE,
+      message: 'SocketHandler.binaryType must be "arraybuffer", "buffer", or "uint8array"',
+    })
+    t.throws(() => fn({ ...base, socket: { data() {}, binaryType: 'nodebuffer' } }), { ...TE })
+    t.throws(() => fn({ ...base, socket: { data() {}, binaryType: 1 } }), { ...TE, message: 'SocketHandler.binaryType must be a string' })
+  }
+}
+
+export function targetValidation(t) {
+  const socket = { data() {} }
+  for (const [, fn] of both) {
+    for (const o of [{}, { hostname: '' }, { hostname: null }, { unix: '' }]) {
+      t.throws(() => fn({ socket, ...o }), { ...TE, message: 'Expected either "hostname" or "unix"' })
+    }
+    t.throws(() => fn({ socket, unix: 1 }), { ...TE, message: 'SocketOptions.unix must be a string' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1' }), { ...TE, message: 'Missing "port"' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 'abc' }), { ...RE, message: 'SocketOptions.port must be an integer (received NaN)' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: NaN }), { ...RE, message: 'SocketOptions.port must be an integer (received NaN)' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 1.5 }), { ...RE, message: 'SocketOptions.port must be an integer (received 1.5)' })
+    for (const p of [-1, 65536, 70000]) {
+      t.throws(() => fn({ socket, hostname: '127.0.0.1', port: p }), { ...RE, message: `SocketOptions.port must be in the range [0, 65535] (received ${p})` })
+    }
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: 'x' }), { ...TE, message: 'TLSOptions must be an object' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: 1 }), { ...TE, message: 'TLSOptions must be an object' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: { ALPNProtocols: ['h2'] } }), {
+      ...TE,
+      message: 'TLSOptions.ALPNProtocols must be of type string, ArrayBuffer, or null',
+    })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: { ca: 1 } }), {
+      ...TE,
+      message: 'TLSOptions.ca must be of type string, ArrayBuffer, Blob, array of <string, ArrayBuffer, or Blob>, or null',
+    })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: { serverName: 1 } }), { ...TE, message: 'TLSOptions.serverName must be a string' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: { rejectUnauthorized: 'no' } }), {
+      ...TE,
+      message: 'TLSOptions.rejectUnauthorized must be a boolean',
+    })
+    for (const key of ['allowHalfOpen', 'exclusive', 'ipv6Only']) {
+      t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, [key]: 'yes' }), { ...TE, message: `SocketOptions.${key} must be a boolean` })
+    }
+  }
+}
+
+export async function acceptedCoercions(t) {
+  const l = listen({ hostname: '127.0.0.1', port: '0', tls: {}, data: 5, unknownKey: true, socket: { drain() {}, binaryType: undefined } })
+  t.teardown(() => l.stop(true))
+  t.true(l.port > 0)
+  t.is(l.data, 5)
+  const s = await connect({ hostname: '127.0.0.1', port: String(l.port), tls: {}, data: 5, socket: { data() {} } })
+  t.is(s.data, 5)
+  s.end()
+  for (const tls of [false, null, undefined]) {
+    const l2 = listen({ hostname: '127.0.0.1', port: 0, tls, socket: { data() {} } })
+    l2.stop()
+  }
+  // `hostname: 1` is stringified ("1" = 0.0.0.1 to getaddrinfo); where a connect to it lands
+  // depends on the host's network, so only the listen side is pinned.
+  t.throws(() => listen({ hostname: 1, port: 0, socket: { data() {} } }), { code: 'EADDRNOTAVAIL' })
+}
+
+export function getterThatThrowsPropagates(t) {
+  const boom = new Error('getter')
+  const options = { hostname: '127.0.0.1', port: 1, get socket() { throw boom } }
+  t.is(t.throws(() => connect(options)), boom)
+  t.is(t.throws(() => listen(options)), boom)
+}
+
+export function tlsIsRefusedHonestly(t) {
+  t.throws(() => connect({ hostname: '127.0.0.1', port: 1, tls: true, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
+  t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls: { serverName: 'x' }, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
+}

@@ -1,0 +1,224 @@
+// Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
+import { connect, deferred, delay, listen, server, until } from '../helpers.mjs'
+
+export async function normalSessionOrder(t) {
+  const serverLog = []
+  const done = deferred()
+  const l = server(t, {
+    open: (s) => serverLog.push('open'),
+    data: (s, d) => {
+      serverLog.push(`data ${d}`)
+      s.write(`re:${d}`)
+    },
+    end: () => serverLog.push('end'),
+    close: (s, e) => {
+      serverLog.push(`close ${e}`)
+      done.resolve()
+    },
+  })
+  const clientLog = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      open: () => clientLog.push('open'),
+      data: (s, d) => {
+        clientLog.push(`data ${d}`)
+        s.shutdown()
+      },
+      end: () => clientLog.push('end'),
+      close: (s, e) => clientLog.push(`close ${e}`),
+    },
+  })
+  clientLog.push('resolved')
+  c.write('hi')
+  await done.promise
+  await until(() => clientLog.length === 4)
+  t.deepEqual(clientLog, ['open', 'resolved', 'data re:hi', 'close undefined'])
+  t.deepEqual(serverLog, ['open', 'data hi', 'end', 'close undefined'])
+}
+
+export async function handlersAreReadOnce(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  const calls = []
+  const handlers = { data: () => calls.push('original') }
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: handlers })
+  t.teardown(() => c.end())
+  handlers.data = () => calls.push('replaced')
+  c.write('x')
+  await until(() => calls.length === 1)
+  t.deepEqual(calls, ['original'])
+}
+
+export async function binaryTypes(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  const kinds = {}
+  for (const binaryType of [undefined, 'buffer', 'arraybuffer', 'uint8array']) {
+    const got = deferred()
+    const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { binaryType, data: (s, d) => got.resolve(d) } })
+    c.write('ab')
+    const d = await got.promise
+    kinds[binaryType ?? 'default'] = [Object.prototype.toString.call(d), Buffer.isBuffer(d), d.byteLength]
+    c.end()
+  }
+  t.deepEqual(kinds, {
+    default: ['[object Uint8Array]', true, 2],
+    buffer: ['[object Uint8Array]', true, 2],
+    arraybuffer: ['[object ArrayBuffer]', false, 2],
+    uint8array: ['[object Uint8Array]', false, 2],
+  })
+}
+
+export async function openThrowGoesToErrorThenCloseAndStillResolves(t) {
+  const l = server(t, { data() {} })
+  const log = []
+  const x = new Error('boom')
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      open() {
+        log.push('open')
+        throw x
+      },
+      data() {},
+      error: (s, e) => log.push(`error ${e === x} rs=${s.readyState}`),
+      close: (s, e) => log.push(`close ${e} rs=${s.readyState}`),
+    },
+  })
+  t.deepEqual(log, ['open', 'error true rs=1', 'close undefined rs=-1'])
+  t.is(s.readyState, -1)
+}
+
+export async function openReturningErrorCountsAsThrow(t) {
+  const l = server(t, { data() {} })
+  const log = []
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: { open: () => new TypeError('returned'), data() {}, error: (s, e) => log.push(e.message), close: () => log.push('close') },
+  })
+  t.deepEqual(log, ['returned', 'close'])
+  t.is(s.readyState, -1)
+}
+
+export async function dataThrowGoesToErrorAndSocketStaysOpen(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  const log = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      data(s, d) {
+        log.push(`data ${d}`)
+        if (String(d) === 'a') throw new Error('in data')
+      },
+      error: (s, e) => log.push(`error ${e.message} rs=${s.readyState}`),
+    },
+  })
+  t.teardown(() => c.end())
+  c.write('a')
+  await until(() => log.length === 2)
+  c.write('b')
+  await until(() => log.length === 3)
+  t.deepEqual(log, ['data a', 'error in data rs=1', 'data b'])
+  t.is(c.readyState, 1)
+}
+
+export async function closeThrowGoesToErrorInsideEnd(t) {
+  const l = server(t, { data() {} })
+  const log = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      data() {},
+      close() {
+        log.push('close')
+        throw new Error('in close')
+      },
+      error: (s, e) => log.push(`error ${e.message} rs=${s.readyState}`),
+    },
+  })
+  t.is(c.end(), 0)
+  t.deepEqual(log, ['close', 'error in close rs=-1'])
+}
+
+export async function endThrowGoesToErrorThenClose(t) {
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
+  const log = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      data() {},
+      end() {
+        log.push('end')
+        throw new Error('in end')
+      },
+      error: (s, e) => log.push(`error ${e.message} rs=${s.readyState}`),
+      close: () => log.push('close'),
+    },
+  })
+  ;(await opened.promise).end()
+  await until(() => log.length === 3)
+  t.deepEqual(log, ['end', 'error in end rs=1', 'close'])
+  t.is(c.readyState, -1)
+}
+
+export async function drainThrowGoesToError(t) {
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
+  const log = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      data() {},
+      drain() {
+        log.push('drain')
+        throw new Error('in drain')
+      },
+      error: (s, e) => log.push(`error ${e.message}`),
+    },
+  })
+  t.teardown(() => c.end())
+  const s = await opened.promise
+  s.pause()
+  const big = Buffer.alloc(32 * 1024 * 1024)
+  t.true(c.write(big) < big.length)
+  s.resume()
+  await until(() => log.length === 2)
+  t.deepEqual(log, ['drain', 'error in drain'])
+  t.is(c.readyState, 1)
+  t.true(c.write('x') >= 0)
+}
+
+export async function socketReloadSwapsHandlers(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  const log = []
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data: () => log.push('old') } })
+  t.teardown(() => c.end())
+  const thisSeen = []
+  t.is(c.reload({ socket: { data(s) { log.push('new'); thisSeen.push(this === s) } } }), undefined)
+  c.write('x')
+  await until(() => log.length === 1)
+  t.deepEqual(log, ['new'])
+  t.deepEqual(thisSeen, [true])
+  t.throws(() => c.reload(), { message: 'Expected 1 argument' })
+  t.throws(() => c.reload({}), { message: 'Expected "socket" option' })
+  t.throws(() => c.reload({ data() {} }), { message: 'Expected "socket" option' })
+  t.throws(() => c.reload({ socket: {} }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: 'Expected at least "data" or "drain" callback' })
+  t.throws(() => c.reload({ socket: { data: 1 } }), { instanceOf: TypeError, message: 'Expected "onData" callback to be a function' })
+}
+
+export async function drainOnlyHandlerIsAccepted(t) {
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket: { drain() {} } })
+  t.teardown(() => l.stop(true))
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain() {} } })
+  t.is(c.write('ignored by a drain-only server'), 30)
+  await delay(20)
+  c.end()
+  t.pass()
+}
