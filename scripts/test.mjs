@@ -54,6 +54,7 @@ if (!built) {
   passed += avaPassed
   failed += avaFailed
   if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
+  record('rust unit tests: cargo test', await run('cargo', ['test', '--release', '--quiet']))
   record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
   record('example: node examples/echo.mjs', await run(process.execPath, [join(root, 'examples', 'echo.mjs')], { timeoutMs: 15000 }))
 }
