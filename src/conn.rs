@@ -111,6 +111,8 @@ pub(crate) struct ConnState {
   counted: bool,
   pub bytes_written: u64,
   pub timeout_at: Option<Instant>,
+  /// The part of `end(data)` the kernel did not take yet, flushed before the FIN.
+  pub unsent: Option<Vec<u8>>,
   pub remote: Option<SocketAddr>,
   pub is_v6: bool,
 }
@@ -141,6 +143,7 @@ impl Conn {
         counted: false,
         bytes_written: 0,
         timeout_at: None,
+        unsent: None,
         remote: None,
         is_v6: false,
       }),
@@ -217,6 +220,14 @@ impl Conn {
     }
   }
 
+  /// Keeps the tail of an `end(data)` for the background flush (see `linger`).
+  pub(crate) fn keep_unsent(&self, rest: &[u8]) {
+    if let Ok(mut st) = self.st.try_borrow_mut() {
+      st.bytes_written += rest.len() as u64;
+      st.unsent = Some(rest.to_vec());
+    }
+  }
+
   /// Closes the fd without calling JS (env teardown).
   pub(crate) fn teardown(&self) {
     if let Ok(mut st) = self.st.try_borrow_mut() {
@@ -288,12 +299,13 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
     if let Some(mut io) = st.io.take() {
       let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
       let fd = io.fd();
-      match how {
-        How::Graceful => unsafe {
+      match (how, st.unsent.take()) {
+        (How::Graceful, Some(rest)) => crate::linger::start(io, rest),
+        (How::Graceful, None) => unsafe {
           libc::shutdown(fd, libc::SHUT_WR);
         },
-        How::Reset => crate::sockopt::linger_zero(fd),
-        How::Gone => {}
+        (How::Reset, _) => crate::sockopt::linger_zero(fd),
+        (How::Gone, _) => {}
       }
     }
     st.timeout_at = None;

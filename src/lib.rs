@@ -13,6 +13,7 @@
 //! - `connect`: resolution, connect attempts, promise settling
 //! - `listener`: `listen()` and the `SocketListener` class
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
+//! - `linger`: the background flush of an `end(data)` the kernel took only part of
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
@@ -26,6 +27,7 @@ mod connect;
 mod error;
 mod handlers;
 mod js;
+mod linger;
 mod listener;
 mod options;
 mod reactor;

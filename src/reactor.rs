@@ -27,6 +27,7 @@ use napi::sys;
 use crate::bridge::Bridge;
 use crate::conn::Conn;
 use crate::js::{self, CallbackScope, Env, HandleScope};
+use crate::linger::Linger;
 use crate::listener::ListenerCore;
 use crate::uv;
 
@@ -39,6 +40,7 @@ const EVENTS_CAPACITY: usize = 1024;
 pub(crate) enum Entry {
   Conn(Rc<Conn>),
   Listener(Rc<ListenerCore>),
+  Linger(Rc<Linger>),
 }
 
 impl Clone for Entry {
@@ -46,6 +48,7 @@ impl Clone for Entry {
     match self {
       Entry::Conn(c) => Entry::Conn(c.clone()),
       Entry::Listener(l) => Entry::Listener(l.clone()),
+      Entry::Linger(l) => Entry::Linger(l.clone()),
     }
   }
 }
@@ -282,6 +285,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
         match entry {
           Entry::Conn(c) => crate::conn::on_event(env, &c, ev),
           Entry::Listener(l) => crate::listener::on_readable(env, &l),
+          Entry::Linger(l) => l.flush(),
         }
       }
     }
@@ -312,6 +316,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
     match e {
       Entry::Conn(c) => c.teardown(),
       Entry::Listener(l) => l.teardown(),
+      Entry::Linger(l) => l.teardown(),
     }
   }
   if let Some(h) = r.uv_poll.take() {

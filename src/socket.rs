@@ -56,14 +56,21 @@ impl Socket {
   }
 
   /// Writes `data` (if given), then closes the connection fully (FIN), even with
-  /// `allowHalfOpen`. The socket's own `close` handler runs before this returns.
-  /// Returns the bytes written (`0` without data), `-1` if the socket was already closed.
+  /// `allowHalfOpen`. The socket's own `close` handler runs before this returns. The whole chunk
+  /// is delivered: what the kernel cannot take at once is flushed in the background before the
+  /// FIN. Returns the bytes taken (`0` without data), `-1` if the socket was already closed.
   #[napi]
   pub fn end(&self, env: Env, data: Unknown, byte_offset: Unknown, byte_length: Unknown) -> Result<f64> {
     let e = env.raw();
-    let written = match with_bytes(e, data.value().value, byte_offset.value().value, byte_length.value().value, |b| {
-      self.conn.send(b)
-    }) {
+    let sent = with_bytes(e, data.value().value, byte_offset.value().value, byte_length.value().value, |b| {
+      let n = self.conn.send(b);
+      if n >= 0 && (n as usize) < b.len() {
+        self.conn.keep_unsent(&b[n as usize..]);
+        return b.len() as i64;
+      }
+      n
+    });
+    let written = match sent {
       Ok(Some(n)) => n,
       Ok(None) => 0,
       Err(bad) => return Err(bad.throw(e)),
@@ -71,12 +78,8 @@ impl Socket {
     if !self.conn.is_open() {
       return Ok(-1.0);
     }
-    if written < 0 {
-      conn::close(e, &self.conn, How::Graceful, None);
-      return Ok(-1.0);
-    }
     conn::close(e, &self.conn, How::Graceful, None);
-    Ok(written as f64)
+    Ok(if written < 0 { -1.0 } else { written as f64 })
   }
 
   /// Graceful close, like `end()` without data. Runs the `close` handler before returning.

@@ -160,3 +160,26 @@ export async function unixSocketsWriteToo(t) {
   t.is(c.end('!'), 1)
   await until(() => chunks.join('') === 'unix!')
 }
+
+export async function endDeliversTheWholeFinalChunk(t) {
+  // Bun's end(data) returns what one send took; bunnet also flushes the rest before the FIN, so
+  // every byte of the final chunk arrives and the return value says so.
+  const chunks = []
+  const ended = deferred()
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data: (s, d) => chunks.push(Buffer.from(d)), close: () => ended.resolve() })
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() {} } })
+  const s = await opened.promise
+  s.pause()
+  const big = Buffer.alloc(24 * 1024 * 1024)
+  for (let i = 0; i < big.length; i += 4096) big[i] = i / 4096
+  const closed = []
+  c.reload({ socket: { data() {}, close: () => closed.push('close') } })
+  t.is(c.end(big), big.length)
+  t.deepEqual(closed, ['close'])
+  t.is(c.readyState, -1)
+  t.is(c.bytesWritten, big.length)
+  s.resume()
+  await ended.promise
+  t.true(Buffer.concat(chunks).equals(big))
+}
