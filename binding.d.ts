@@ -24,8 +24,9 @@ export declare class Socket {
   write(data: unknown, byteOffset: unknown, byteLength: unknown): number
   /**
    * Writes `data` (if given), then closes the connection fully (FIN), even with
-   * `allowHalfOpen`. The socket's own `close` handler runs before this returns.
-   * Returns the bytes written (`0` without data), `-1` if the socket was already closed.
+   * `allowHalfOpen`. The socket's own `close` handler runs before this returns. The whole chunk
+   * is delivered: what the kernel cannot take at once is flushed in the background before the
+   * FIN. Returns the bytes taken (`0` without data), `-1` if the socket was already closed.
    */
   end(data: unknown, byteOffset: unknown, byteLength: unknown): number
   /** Graceful close, like `end()` without data. Runs the `close` handler before returning. */
