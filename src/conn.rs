@@ -111,6 +111,10 @@ pub(crate) struct ConnState {
   counted: bool,
   pub bytes_written: u64,
   pub timeout_at: Option<Instant>,
+  /// The earliest reactor timer entry queued for this socket. `timeout()` called again with a
+  /// later deadline (the common "re-arm on every data" pattern) queues nothing new: the queued
+  /// entry re-queues itself when it comes due early, so the timer heap stays one entry per socket.
+  pub timer_queued: Option<Instant>,
   /// The part of `end(data)` the kernel did not take yet, flushed before the FIN.
   pub unsent: Option<Vec<u8>>,
   pub remote: Option<SocketAddr>,
@@ -143,6 +147,7 @@ impl Conn {
         counted: false,
         bytes_written: 0,
         timeout_at: None,
+        timer_queued: None,
         unsent: None,
         remote: None,
         is_v6: false,
@@ -434,14 +439,49 @@ fn on_eof(env: Env, conn: &Conn) {
   }
 }
 
-/// The timer armed by `socket.timeout()` is due (if `at` is still its deadline).
-pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
-  let fire = match conn.st.try_borrow_mut() {
-    Ok(mut st) if st.phase == Phase::Open && st.timeout_at == Some(at) => {
-      st.timeout_at = None;
-      true
+/// Arms (`Some`) or disarms the one-shot timeout of an open socket.
+pub(crate) fn set_timeout(conn: &Conn, at: Option<Instant>) {
+  let queue = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    if st.phase != Phase::Open {
+      return;
     }
-    _ => false,
+    st.timeout_at = at;
+    match (at, st.timer_queued) {
+      (Some(at), None) => Some(at),
+      (Some(at), Some(q)) if at < q => Some(at),
+      _ => None,
+    }
+  };
+  if let Some(at) = queue {
+    if let Ok(mut st) = conn.st.try_borrow_mut() {
+      st.timer_queued = Some(at);
+    }
+    reactor::with(|r| r.schedule(at, conn.token.get()));
+  }
+}
+
+/// A queued timer entry for `conn` came due at `at`: fire if the deadline has passed, re-queue if
+/// it was moved later.
+pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
+  let fire = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    if st.phase != Phase::Open || st.timer_queued != Some(at) {
+      return;
+    }
+    st.timer_queued = None;
+    match st.timeout_at {
+      Some(deadline) if deadline <= at => {
+        st.timeout_at = None;
+        true
+      }
+      Some(later) => {
+        drop(st);
+        set_timeout(conn, Some(later));
+        false
+      }
+      None => false,
+    }
   };
   if fire {
     emit(env, conn, Event::Timeout, &[]);

@@ -12,8 +12,8 @@ use crate::bytes::with_bytes;
 use crate::conn::{self, Conn, How, Phase};
 use crate::error::{pending, ArgError};
 use crate::handlers::{self, HandlerSlot};
-use crate::js::{self, Raw};
 use crate::reactor;
+use crate::js::{self, Raw};
 use crate::sockopt;
 
 /// A TCP or unix-domain connection made by `connect()` or accepted by a listener.
@@ -131,21 +131,13 @@ impl Socket {
       return Err(ArgError::plain("Timeout must be a positive integer").throw(e));
     }
     let secs = if n.is_nan() { 0.0 } else { n.trunc() };
-    let Ok(mut st) = self.conn.st.try_borrow_mut() else { return Ok(()) };
-    if st.phase != Phase::Open {
-      return Ok(());
-    }
-    if secs == 0.0 {
-      st.timeout_at = None;
-      return Ok(());
-    }
-    let Some(at) = Instant::now().checked_add(Duration::from_secs_f64(secs.min(1e12))) else {
-      st.timeout_at = None;
-      return Ok(());
+    let at = if secs == 0.0 {
+      None
+    } else {
+      // Far-future deadlines (1e10 s) saturate to "never" rather than overflow.
+      Instant::now().checked_add(Duration::from_secs_f64(secs.min(1e12)))
     };
-    st.timeout_at = Some(at);
-    drop(st);
-    reactor::with(|r| r.schedule(at, self.conn.token.get()));
+    conn::set_timeout(&self.conn, at);
     Ok(())
   }
 

@@ -230,3 +230,15 @@ export async function plainSocketTlsMembersAreInert(t) {
   t.throws(() => c.upgradeTLS({}), { message: 'Expected "socket" option' })
   t.throws(() => c.upgradeTLS({ socket: { data() {} }, tls: false }), { message: 'Expected "tls" option' })
 }
+
+export async function timeoutReArmedLaterMovesTheDeadline(t) {
+  const { c } = await pair(t)
+  const fired = []
+  c.reload({ socket: { data() {}, timeout: () => fired.push(Date.now()) } })
+  const start = Date.now()
+  c.timeout(1)
+  await delay(500)
+  c.timeout(2) // now due ~2.5 s after start, not at 1 s
+  await until(() => fired.length === 1, 6000, 'timeout')
+  t.true(fired[0] - start >= 2450, `fired after ${fired[0] - start} ms`)
+}
