@@ -17,16 +17,11 @@ use mio::Token;
 use napi::sys;
 
 use crate::error::SysError;
-use crate::handlers::{data_value, Event, HandlerSlot, Handlers};
+use crate::handlers::{Event, HandlerSlot, Handlers};
 use crate::js::{self, Called, Env, HandleScope, Value};
 use crate::listener::ListenerCore;
 use crate::reactor;
-
-const READ_CHUNK: usize = 64 * 1024;
-
-thread_local! {
-  static RBUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
-}
+use crate::readbuf::{self, Read};
 
 pub(crate) enum Io {
   Tcp(mio::net::TcpStream),
@@ -48,7 +43,7 @@ impl Io {
     }
   }
 
-  fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+  pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
     match self {
       Io::Tcp(s) => (&*s).read(buf),
       Io::Unix(s) => (&*s).read(buf),
@@ -369,13 +364,6 @@ fn on_writable(env: Env, conn: &Conn) {
   }
 }
 
-enum ReadOutcome {
-  Data(Value, bool),
-  Eof,
-  Failed(io::Error),
-  Stop,
-}
-
 /// Reads until the socket is drained (edge-triggered), delivering each chunk to `data`.
 ///
 /// A short read means the receive queue was empty at that moment; any later arrival raises a new
@@ -384,39 +372,32 @@ enum ReadOutcome {
 pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
   loop {
     let _hs = HandleScope::open(env);
+    let Some(h) = conn.handlers() else { return };
     let r = {
-      let Some(h) = conn.handlers() else { return };
       let Ok(st) = conn.st.try_borrow() else { return };
       if st.phase != Phase::Open || st.paused || st.read_eof {
         return;
       }
       let Some(io) = st.io.as_ref() else { return };
-      RBUF.with(|b| {
-        let Ok(mut buf) = b.try_borrow_mut() else { return ReadOutcome::Stop };
-        loop {
-          match io.read(&mut buf) {
-            Ok(0) => return ReadOutcome::Eof,
-            Ok(n) => return ReadOutcome::Data(data_value(env, h.binary_type, &buf[..n]), n == buf.len()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Stop,
-            Err(e) => return ReadOutcome::Failed(e),
-          }
-        }
-      })
+      readbuf::read(env, io, h.binary_type)
     };
     match r {
-      ReadOutcome::Data(v, full) => {
-        emit(env, conn, Event::Data, &[v]);
+      Read::Data(chunk, full) => {
+        if let Some(socket) = conn.socket(env) {
+          if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
+            route_error(env, &h, socket, e);
+          }
+        }
         if !full && !hup {
           return;
         }
       }
-      ReadOutcome::Eof => return on_eof(env, conn),
-      ReadOutcome::Failed(e) => {
+      Read::Eof => return on_eof(env, conn),
+      Read::Failed(e) => {
         let err = SysError::from_io(&e, "read").to_js(env);
         return close(env, conn, How::Gone, Some(err));
       }
-      ReadOutcome::Stop => return,
+      Read::Stop => return,
     }
   }
 }

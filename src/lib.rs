@@ -14,6 +14,7 @@
 //! - `listener`: `listen()` and the `SocketListener` class
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
 //! - `linger`: the background flush of an `end(data)` the kernel took only part of
+//! - `readbuf`: the memory `data` chunks are read into and handed to JS from
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
@@ -31,6 +32,7 @@ mod linger;
 mod listener;
 mod options;
 mod reactor;
+mod readbuf;
 mod socket;
 mod socket_tls;
 mod sockopt;

@@ -312,6 +312,7 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
 unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
   r.bridge.close();
+  crate::readbuf::teardown();
   for e in r.entries.drain() {
     match e {
       Entry::Conn(c) => c.teardown(),

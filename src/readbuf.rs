@@ -1,0 +1,145 @@
+//! Where the bytes a `data` handler receives live.
+//!
+//! For the default `binaryType: "buffer"`, reads go straight into a shared 256 KiB JS
+//! ArrayBuffer (the slab) and the handler gets a `Buffer` view of its chunk, made by a tiny JS
+//! trampoline (`Buffer.from(slab, offset, length)`), as Node's own sockets hand out views of
+//! pooled memory. That saves the per-chunk malloc, backing-store registration and copy of
+//! `napi_create_buffer_copy`. `arraybuffer`/`uint8array` need standalone memory: those are read
+//! into a scratch buffer and copied once.
+//!
+//! The slab's pointer is re-read (and its attachment checked) right before every read, with no
+//! JS running in between, so a slab detached or transferred by user code is never written to.
+
+use std::cell::RefCell;
+use std::io;
+
+use napi::sys;
+
+use crate::conn::Io;
+use crate::handlers::{data_value, BinaryType, Event, Handlers};
+use crate::js::{self, Called, Env, Value};
+
+const SLAB: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+struct State {
+  env: Env,
+  slab: sys::napi_ref,
+  used: usize,
+  trampoline: sys::napi_ref,
+  scratch: Box<[u8]>,
+}
+
+thread_local! {
+  static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// One read's worth of bytes, ready for the `data` handler.
+pub(crate) enum Chunk {
+  /// `[off, off + len)` of the slab ArrayBuffer `ab`.
+  View { ab: Value, off: usize, len: usize },
+  Value(Value),
+}
+
+pub(crate) enum Read {
+  Data(Chunk, bool),
+  Eof,
+  Failed(io::Error),
+  Stop,
+}
+
+fn init(env: Env) -> Option<State> {
+  let src = "(function bunnetData(h, s, ab, o, n) { return h.call(s, s, Buffer.from(ab, o, n)) })";
+  let mut f = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
+  let trampoline = js::reference(env, f).ok()?;
+  Some(State { env, slab: std::ptr::null_mut(), used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice() })
+}
+
+impl State {
+  /// The current slab with at least one chunk of room: (ArrayBuffer, base pointer).
+  fn slab(&mut self) -> Option<(Value, *mut u8)> {
+    let env = self.env;
+    if self.used + CHUNK <= SLAB && !self.slab.is_null() {
+      if let Ok(ab) = js::deref(env, self.slab) {
+        let (mut p, mut len) = (std::ptr::null_mut(), 0usize);
+        unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut p, &mut len) };
+        if len == SLAB && !p.is_null() {
+          return Some((ab, p.cast()));
+        }
+      }
+    }
+    let mut p = std::ptr::null_mut();
+    let mut ab = std::ptr::null_mut();
+    js::check(unsafe { sys::napi_create_arraybuffer(env, SLAB, &mut p, &mut ab) }).ok()?;
+    js::delete_reference(env, self.slab);
+    self.slab = js::reference(env, ab).ok()?;
+    self.used = 0;
+    Some((ab, p.cast()))
+  }
+}
+
+fn classify(r: io::Result<usize>, cap: usize, make: impl FnOnce(usize) -> Chunk) -> Option<Read> {
+  match r {
+    Ok(0) => Some(Read::Eof),
+    Ok(n) => Some(Read::Data(make(n), n == cap)),
+    Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Read::Stop),
+    Err(e) => Some(Read::Failed(e)),
+  }
+}
+
+/// Reads once from `io` into memory suited to `bt`.
+pub(crate) fn read(env: Env, io: &Io, bt: BinaryType) -> Read {
+  STATE.with(|cell| {
+    let Ok(mut guard) = cell.try_borrow_mut() else { return Read::Stop };
+    if guard.is_none() {
+      *guard = init(env);
+    }
+    let Some(st) = guard.as_mut() else { return Read::Stop };
+    loop {
+      let outcome = if bt == BinaryType::Buffer {
+        let Some((ab, base)) = st.slab() else { return Read::Stop };
+        let off = st.used;
+        // SAFETY: `base` is the live backing store of `ab` (checked just above) and
+        // `off + CHUNK <= SLAB`; no JS runs until the read returns.
+        let buf = unsafe { std::slice::from_raw_parts_mut(base.add(off), CHUNK) };
+        let r = io.read(buf);
+        if let Ok(n) = r {
+          st.used += (n + 7) & !7;
+        }
+        classify(r, CHUNK, |len| Chunk::View { ab, off, len })
+      } else {
+        let r = io.read(&mut st.scratch);
+        let scratch = &st.scratch;
+        classify(r, CHUNK, |n| Chunk::Value(data_value(env, bt, &scratch[..n])))
+      };
+      if let Some(o) = outcome {
+        return o;
+      }
+    }
+  })
+}
+
+/// Calls `data(socket, chunk)` with `this = socket`.
+pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Option<Called> {
+  let f = h.get(Event::Data)?;
+  match chunk {
+    Chunk::Value(v) => crate::conn::invoke(env, h, Event::Data, socket, &[v]),
+    Chunk::View { ab, off, len } => {
+      let tramp = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.trampoline)))?;
+      let tramp = js::deref(env, tramp).ok()?;
+      let args = [f, socket, ab, js::number(env, off as f64), js::number(env, len as f64)];
+      Some(js::call(env, js::undefined(env), tramp, &args))
+    }
+  }
+}
+
+/// Env teardown: forget the references (the environment frees them).
+pub(crate) fn teardown() {
+  STATE.with(|c| {
+    if let Ok(mut g) = c.try_borrow_mut() {
+      *g = None;
+    }
+  });
+}
