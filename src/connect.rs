@@ -200,7 +200,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
   let Some(socket) = conn.socket(env) else { return };
   conn::emit_open(env, conn);
   if let Some(d) = deferred {
-    unsafe { sys::napi_resolve_deferred(env, d, socket) };
+    js::settle(env, d, socket, true);
   }
 }
 
@@ -238,7 +238,7 @@ fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
     _ => first,
   };
   if let Some(d) = deferred {
-    unsafe { sys::napi_reject_deferred(env, d, reason) };
+    js::settle(env, d, reason, false);
   }
   js::delete_reference(env, js_ref);
 }

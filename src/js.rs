@@ -5,6 +5,7 @@
 //! that turns a failed status into `Err(Status)` so callers can bail out with `?` (never panic:
 //! during worker teardown most calls start failing and that must stay harmless).
 
+use std::cell::Cell;
 use std::os::raw::c_char;
 use std::ptr;
 
@@ -185,15 +186,62 @@ pub(crate) enum Called {
   Unavailable,
 }
 
+thread_local! {
+  /// Set while the reactor dispatches from libuv (not from inside JS): the async context and
+  /// resource that top-level handler calls run under.
+  static TOP: Cell<Option<(Value, sys::napi_async_context)>> = const { Cell::new(None) };
+}
+
+/// Marks a stretch of code as running at the top of the JS stack (a libuv callback). While it
+/// lives, [`call`] uses `napi_make_callback`, so promise jobs and `nextTick`s queued by each
+/// handler run right after it returns, as Node does for every I/O callback (MakeCallback).
+pub(crate) struct TopLevel(Option<(Value, sys::napi_async_context)>);
+
+impl TopLevel {
+  pub(crate) fn enter(resource: Value, ctx: sys::napi_async_context) -> Self {
+    TopLevel(TOP.with(|t| t.replace(Some((resource, ctx)))))
+  }
+}
+
+impl Drop for TopLevel {
+  fn drop(&mut self) {
+    TOP.with(|t| t.set(self.0));
+  }
+}
+
+/// Calls `f` with `this`. At top level this is a `MakeCallback` (microtasks drain afterwards);
+/// nested inside JS (a handler run synchronously by a socket method) it is a plain call.
 pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
   let mut ret = ptr::null_mut();
-  let st = unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) };
+  let top = TOP.with(|t| t.take());
+  let st = match top {
+    Some((_, ctx)) => {
+      let st = unsafe { sys::napi_make_callback(env, ctx, this, f, args.len(), args.as_ptr(), &mut ret) };
+      TOP.with(|t| t.set(top));
+      st
+    }
+    None => unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) },
+  };
   if st == sys::Status::napi_ok {
     return Called::Returned(ret);
   }
   match take_exception(env) {
     Some(e) => Called::Threw(e),
     None => Called::Unavailable,
+  }
+}
+
+/// Resolves (`ok`) or rejects a promise; at top level inside a callback scope so the promise's
+/// reactions run before control returns to libuv.
+pub(crate) fn settle(env: Env, deferred: sys::napi_deferred, value: Value, ok: bool) {
+  let top = TOP.with(Cell::get);
+  let _scope = top.map(|(res, ctx)| CallbackScope::open(env, res, ctx));
+  unsafe {
+    if ok {
+      sys::napi_resolve_deferred(env, deferred, value);
+    } else {
+      sys::napi_reject_deferred(env, deferred, value);
+    }
   }
 }
 

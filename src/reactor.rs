@@ -26,15 +26,17 @@ use napi::sys;
 
 use crate::bridge::Bridge;
 use crate::conn::Conn;
-use crate::js::{self, CallbackScope, Env, HandleScope};
+use crate::js::{self, Env, HandleScope, TopLevel};
 use crate::linger::Linger;
 use crate::listener::ListenerCore;
 use crate::uv;
 
 /// How many extra zero-timeout polls one wake-up may do: replies caused by our own handlers
 /// (a local peer echoing) are picked up without another trip through libuv's epoll_wait, while
-/// the bound keeps timers and other handles from starving.
+/// the bounds keep timers and other handles from starving.
 const SPIN_ROUNDS: u32 = 64;
+/// Events after which a wake-up stops re-polling and returns to libuv (timers, other handles).
+const SPIN_EVENT_BUDGET: usize = 256;
 const EVENTS_CAPACITY: usize = 1024;
 
 pub(crate) enum Entry {
@@ -259,12 +261,12 @@ impl Reactor {
   }
 }
 
-/// Opens the handle + callback scope for a batch of handler calls made from a libuv callback.
-pub(crate) fn enter_js(env: Env) -> Option<(HandleScope, CallbackScope)> {
+/// Prepares a batch of handler calls made from a libuv callback: a handle scope for the values
+/// created, and top-level mode for [`js::call`].
+pub(crate) fn enter_js(env: Env) -> Option<(HandleScope, TopLevel)> {
   let hs = HandleScope::open(env);
   let (res, ctx) = with(|r| r.scope_values(env)).flatten()?;
-  let cs = CallbackScope::open(env, res, ctx);
-  Some((hs, cs))
+  Some((hs, TopLevel::enter(res, ctx)))
 }
 
 unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
@@ -273,6 +275,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   }
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
+  let mut handled = 0usize;
   for _ in 0..SPIN_ROUNDS {
     let Some(mut events) = with(|r| r.events.take()).flatten() else { return };
     let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
@@ -290,7 +293,8 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
       }
     }
     let _ = with(|r| r.events = Some(events));
-    if n == 0 {
+    handled += n;
+    if n == 0 || handled >= SPIN_EVENT_BUDGET {
       break;
     }
   }

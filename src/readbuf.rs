@@ -130,7 +130,7 @@ pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Op
       let tramp = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.trampoline)))?;
       let tramp = js::deref(env, tramp).ok()?;
       let args = [f, socket, ab, js::number(env, off as f64), js::number(env, len as f64)];
-      Some(js::call(env, js::undefined(env), tramp, &args))
+      Some(js::call(env, socket, tramp, &args))
     }
   }
 }

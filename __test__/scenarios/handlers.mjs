@@ -222,3 +222,31 @@ export async function drainOnlyHandlerIsAccepted(t) {
   c.end()
   t.pass()
 }
+
+export async function microtasksRunAfterEachHandler(t) {
+  // As with Node's I/O callbacks (and Bun), promise jobs queued by one handler run before the
+  // next handler is called, even when many sockets are ready in the same wake-up.
+  const opened = []
+  const l = server(t, { open: (s) => opened.push(s), data() {} })
+  const log = []
+  const clients = []
+  for (let i = 0; i < 8; i++) {
+    clients.push(
+      await connect({
+        hostname: '127.0.0.1',
+        port: l.port,
+        socket: {
+          data() {
+            log.push('data')
+            queueMicrotask(() => log.push('micro'))
+          },
+        },
+      }),
+    )
+  }
+  t.teardown(() => clients.forEach((c) => c.end()))
+  await until(() => opened.length === 8)
+  for (const s of opened) s.write('x')
+  await until(() => log.length === 16)
+  t.deepEqual(log, Array.from({ length: 8 }, () => ['data', 'micro']).flat())
+}

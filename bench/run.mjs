@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// Benchmark harness: runs every workload under Bun (Bun.listen/Bun.connect, bun binary),
+// node:net and bunnet (node + this addon), each run in a fresh child process, interleaved per
+// round, and writes bench/RESULTS.md with medians and ratios.
+//
+//   node bench/run.mjs [--rounds N] [--quick] [--only name[,name...]] [--out file] [--timeout s]
+//
+// --quick: small sizes, short durations and 1 round (CI smoke test). --only matches workload
+// names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, ...). --timeout: per
+// run, seconds (default 240, quick 90). BUN_BIN overrides the bun binary (default: get-bun.sh).
+import { execFileSync, spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from './lib.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const opts = parseArgs(process.argv.slice(2))
+const quick = opts.quick === true
+const rounds = quick ? 1 : Number(opts.rounds ?? 5)
+const outFile = opts.out ? String(opts.out) : join(here, 'RESULTS.md')
+const TIMEOUT_MS = opts.timeout ? Number(opts.timeout) * 1000 : quick ? 90_000 : 240_000
+
+// name, script, extra args, unit, which direction is better
+const WORKLOADS = [
+  { name: 'pingpong-1', script: 'pingpong.mjs', args: ['--conns', '1'], title: 'ping-pong, 1 connection (32 B)', better: 'higher' },
+  { name: 'pingpong-64', script: 'pingpong.mjs', args: ['--conns', '64'], title: 'ping-pong, 64 connections (32 B)', better: 'higher' },
+  { name: 'bulk', script: 'bulk.mjs', args: [], title: `bulk client→server, ${quick ? '64 MiB' : '1 GiB'} in 64 KiB chunks`, better: 'higher' },
+  { name: 'churn', script: 'churn.mjs', args: [], title: 'connect / 1-byte echo / end, 8 concurrent', better: 'higher' },
+  { name: 'mem-server', script: 'memory.mjs', args: ['--side', 'server'], title: `memory per idle connection, server side (${quick ? '2,000' : '10,000'} conns)`, better: 'lower' },
+  { name: 'mem-client', script: 'memory.mjs', args: ['--side', 'client'], title: `memory per idle connection, client side (${quick ? '2,000' : '10,000'} conns)`, better: 'lower' },
+]
+const IMPLS = ['bun', 'node', 'bunnet']
+
+const only = opts.only ? String(opts.only).split(',') : null
+const workloads = only ? WORKLOADS.filter((w) => only.some((o) => w.name === o || w.name.startsWith(o))) : WORKLOADS
+if (!workloads.length) {
+  console.error(`--only ${opts.only}: no such workload (have ${WORKLOADS.map((w) => w.name).join(', ')})`)
+  process.exit(2)
+}
+
+const bunBin = process.env.BUN_BIN || execFileSync('/work/shared/tools/get-bun.sh', { encoding: 'utf8' }).trim()
+const bunVersion = execFileSync(bunBin, ['--version'], { encoding: 'utf8' }).trim()
+const hardLimit = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()
+const fdLimit = hardLimit === 'unlimited' ? 65536 : Math.min(65536, Number(hardLimit))
+if (fdLimit < (quick ? 2100 : 10100)) console.error(`warning: fd hard limit ${hardLimit} is too low for the memory workloads`)
+
+/** Runs one workload under one implementation in a fresh process; resolves { ok, result | error }. */
+function runOne(w, impl) {
+  const script = join(here, 'workloads', w.script)
+  const wargs = [script, '--impl', impl, ...w.args, ...(quick ? ['--quick'] : [])]
+  const cmd = impl === 'bun' ? [bunBin, ...wargs] : [process.execPath, '--expose-gc', ...wargs]
+  return new Promise((resolve) => {
+    // own process group so a hung run (and its peer child) can be killed as a whole
+    const child = spawn('bash', ['-c', 'ulimit -n "$0" && exec "$@"', String(fdLimit), ...cmd], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      killGroup(child.pid)
+    }, TIMEOUT_MS)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      killGroup(child.pid) // leftovers (e.g. a peer process)
+      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop()
+      let result = null
+      try {
+        result = line && JSON.parse(line)
+      } catch {}
+      if (code === 0 && result && Number.isFinite(result.value)) return resolve({ ok: true, result })
+      const why = timedOut ? `timed out after ${TIMEOUT_MS / 1000} s` : `exit ${code ?? signal}`
+      const tail = (stderr.trim() || stdout.trim()).split('\n').slice(-6).join('\n')
+      resolve({ ok: false, error: `${why}${tail ? `: ${tail}` : ''}` })
+    })
+  })
+}
+
+function killGroup(pid) {
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {}
+}
+
+const median = (xs) => {
+  if (!xs.length) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const fmt = (x) => (Number.isFinite(x) ? (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1)) : '—')
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b ? `${(a / b).toFixed(2)}×` : '—')
+
+// ---- run --------------------------------------------------------------------------------
+const data = {} // data[workload][impl] = { values: [], units, errors: [{ round, error }] }
+for (const w of workloads) data[w.name] = Object.fromEntries(IMPLS.map((i) => [i, { values: [], errors: [] }]))
+
+const started = Date.now()
+for (let round = 1; round <= rounds; round++) {
+  // rotate the order each round so no implementation always runs first
+  const order = IMPLS.map((_, i) => IMPLS[(i + round - 1) % IMPLS.length])
+  for (const w of workloads) {
+    for (const impl of order) {
+      const t0 = Date.now()
+      const r = await runOne(w, impl)
+      const secs = ((Date.now() - t0) / 1000).toFixed(1)
+      const slot = data[w.name][impl]
+      if (r.ok) {
+        slot.values.push(r.result.value)
+        slot.unit = r.result.unit
+        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(11)} ${impl.padEnd(6)} ${fmt(r.result.value)} ${r.result.unit} (${secs} s)`)
+      } else {
+        slot.errors.push({ round, error: r.error })
+        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(11)} ${impl.padEnd(6)} FAILED (${secs} s): ${r.error.split('\n')[0]}`)
+      }
+    }
+  }
+}
+
+// ---- report -----------------------------------------------------------------------------
+const command = `node ${relative(process.cwd(), fileURLToPath(import.meta.url)) || 'bench/run.mjs'} ${process.argv.slice(2).join(' ')}`.trim()
+const cpus = os.cpus()
+const cell = (slot) => {
+  if (!slot.values.length) return 'failed'
+  const m = fmt(median(slot.values))
+  return slot.errors.length ? `${m} (${slot.errors.length} failed)` : m
+}
+const lines = []
+lines.push('# bunnet benchmark results', '')
+lines.push(`Generated by \`${command}\`${quick ? ' (quick smoke mode: small sizes, short durations, 1 round; not for comparison)' : ''}.`, '')
+lines.push('| | |', '|---|---|')
+lines.push(`| date | ${new Date().toISOString()} |`)
+lines.push(`| cpu | ${cpus[0]?.model ?? 'unknown'} |`)
+lines.push(`| cores | ${cpus.length} |`)
+lines.push(`| os | ${os.type()} ${os.release()} ${os.arch()} |`)
+lines.push(`| node | ${process.version} |`)
+lines.push(`| bun | ${bunVersion} |`)
+lines.push(`| rounds | ${rounds} (each workload × implementation once per round, fresh process each, order rotated per round) |`)
+lines.push(`| fd limit | ${fdLimit} (hard ${hardLimit}) |`)
+lines.push(`| wall time | ${((Date.now() - started) / 1000).toFixed(0)} s |`, '')
+lines.push('Medians across rounds. Ratios are bunnet ÷ other: for throughput rows (higher is better) a ratio')
+lines.push('above 1 means bunnet is faster; for memory rows (**lower is better**) a ratio below 1 means bunnet')
+lines.push('uses less memory.', '')
+lines.push('| workload | unit | better | bun | node:net | bunnet | bunnet/node | bunnet/bun |')
+lines.push('|---|---|---|---:|---:|---:|---:|---:|')
+for (const w of workloads) {
+  const d = data[w.name]
+  const unit = d.bunnet.unit ?? d.node.unit ?? d.bun.unit ?? ''
+  const [mb, mn, mx] = ['bun', 'node', 'bunnet'].map((i) => median(d[i].values))
+  lines.push(`| ${w.name}: ${w.title} | ${unit} | ${w.better} | ${cell(d.bun)} | ${cell(d.node)} | ${cell(d.bunnet)} | ${ratio(mx, mn)} | ${ratio(mx, mb)} |`)
+}
+lines.push('', '## Per-round values', '')
+lines.push('| workload | impl | values (round order) |', '|---|---|---|')
+for (const w of workloads) {
+  for (const impl of IMPLS) {
+    const d = data[w.name][impl]
+    const vals = []
+    for (let r = 1, vi = 0; r <= rounds; r++) vals.push(d.errors.some((e) => e.round === r) ? 'failed' : fmt(d.values[vi++]))
+    lines.push(`| ${w.name} | ${impl} | ${vals.join(', ')} |`)
+  }
+}
+const failures = workloads.flatMap((w) => IMPLS.flatMap((i) => data[w.name][i].errors.map((e) => ({ w: w.name, i, ...e }))))
+if (failures.length) {
+  lines.push('', '## Failures', '')
+  for (const f of failures) lines.push(`- **${f.w} / ${f.i}**, round ${f.round}:`, '', '  ```', ...f.error.split('\n').map((l) => `  ${l}`), '  ```', '')
+}
+lines.push('', '## Workloads', '')
+lines.push('Each run is a fresh process (`bun` for Bun, `node --expose-gc` for node:net and bunnet) started as')
+lines.push(`\`bash -c 'ulimit -n ${fdLimit}; exec …'\`; it prints one JSON line. Sources: \`bench/workloads/*.mjs\`;`)
+lines.push('the Bun and bunnet runs share the same code (Bun socket API), node:net uses `setNoDelay(true)` and')
+lines.push("honours backpressure via write()'s return value and 'drain'.", '')
+lines.push('- **pingpong-1 / pingpong-64**: client sends 32 bytes, server echoes, next message after the full reply; round trips counted for ' + (quick ? '1 s' : '3 s') + ' after 0.5 s warm-up; server and clients in one process.')
+lines.push('- **bulk**: one client streams to an in-process server in 64 KiB chunks honouring backpressure; MB/s = 1e6 bytes/s, timed from connect to the last byte received.')
+lines.push('- **churn**: 8 concurrent loops of connect → write 1 byte → await echo → `end()` → next; connections/s counted for ' + (quick ? '1 s' : '3 s') + ' after 0.5 s warm-up.')
+lines.push('- **mem-server / mem-client**: RSS growth per idle connection after forced GC (`Bun.gc(true)` / `gc()`), with the peer side in a child process of the same implementation.')
+writeFileSync(outFile, lines.join('\n') + '\n')
+console.error(`\nwrote ${relative(process.cwd(), outFile)}`)
+console.log(lines.slice(lines.indexOf('| workload | unit | better | bun | node:net | bunnet | bunnet/node | bunnet/bun |'), lines.indexOf('## Per-round values') - 1).join('\n'))
