@@ -40,7 +40,7 @@ if (!workloads.length) {
   process.exit(2)
 }
 
-const bunBin = process.env.BUN_BIN || execFileSync('/work/shared/tools/get-bun.sh', { encoding: 'utf8' }).trim()
+const bunBin = process.env.BUN_BIN || execFileSync(join(here, '..', '..', 'shared', 'tools', 'get-bun.sh'), { encoding: 'utf8' }).trim()
 const bunVersion = execFileSync(bunBin, ['--version'], { encoding: 'utf8' }).trim()
 const hardLimit = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()
 const fdLimit = hardLimit === 'unlimited' ? 65536 : Math.min(65536, Number(hardLimit))
