@@ -835,7 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.Socket = nativeBinding.Socket
-module.exports.SocketListener = nativeBinding.SocketListener
+module.exports.classes = nativeBinding.classes
 module.exports.connect = nativeBinding.connect
 module.exports.listen = nativeBinding.listen

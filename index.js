@@ -4,7 +4,7 @@
 // Symbol.dispose and Symbol.toStringTag on the prototypes.
 const binding = require('./binding.js')
 
-const { Socket, SocketListener } = binding
+const { Socket, SocketListener } = binding.classes()
 const nativeConnect = binding.connect
 const nativeListen = binding.listen
 

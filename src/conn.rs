@@ -296,16 +296,16 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
       return;
     }
     st.phase = Phase::Closed;
+    // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
+    // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
     if let Some(mut io) = st.io.take() {
-      let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
-      let fd = io.fd();
       match (how, st.unsent.take()) {
-        (How::Graceful, Some(rest)) => crate::linger::start(io, rest),
-        (How::Graceful, None) => unsafe {
-          libc::shutdown(fd, libc::SHUT_WR);
-        },
-        (How::Reset, _) => crate::sockopt::linger_zero(fd),
-        (How::Gone, _) => {}
+        (How::Graceful, Some(rest)) => {
+          let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+          crate::linger::start(io, rest);
+        }
+        (How::Reset, _) => crate::sockopt::linger_zero(io.fd()),
+        (How::Graceful, None) | (How::Gone, _) => {}
       }
     }
     st.timeout_at = None;
@@ -325,7 +325,7 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
       route_error(env, &h, socket, x);
     }
   }
-  js::delete_reference(env, js_ref);
+  crate::class::release(env, js_ref);
   if let Some(l) = listener {
     l.release_if_done(env);
   }

@@ -240,5 +240,5 @@ fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
   if let Some(d) = deferred {
     js::settle(env, d, reason, false);
   }
-  js::delete_reference(env, js_ref);
+  crate::class::release(env, js_ref);
 }

@@ -15,6 +15,7 @@
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
 //! - `linger`: the background flush of an `end(data)` the kernel took only part of
 //! - `readbuf`: the memory `data` chunks are read into and handed to JS from
+//! - `class`: the raw Node-API class plumbing behind `Socket` and `SocketListener`
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
@@ -23,6 +24,7 @@
 
 mod bridge;
 mod bytes;
+mod class;
 mod conn;
 mod connect;
 mod error;
@@ -42,8 +44,6 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 pub use js::Raw;
-pub use listener::SocketListener;
-pub use socket::Socket;
 
 /// Connects over TCP (`hostname` + `port`) or a unix socket (`unix`). Resolves with the open
 /// `Socket` after its `open` handler ran; a failed connect goes to `connectError` and/or rejects.
@@ -64,6 +64,19 @@ pub fn listen_js(env: Env, options: Unknown) -> Result<Raw> {
   let v = options.value().value;
   let v = (!js::is_undefined(e, v)).then_some(v);
   listener::listen(e, v).map(Raw)
+}
+
+/// The classes `Socket` and `SocketListener` of this environment (for `instanceof` and the
+/// prototype additions made by `index.js`).
+#[napi(js_name = "classes")]
+pub fn classes_js(env: Env) -> Result<Raw> {
+  let e = env.raw();
+  let o = js::object(e);
+  let s = class::define::<socket::SocketHandle>(e)?;
+  let l = class::define::<listener::ListenerHandle>(e)?;
+  js::set(e, o, "Socket", s).map_err(|_| error::pending())?;
+  js::set(e, o, "SocketListener", l).map_err(|_| error::pending())?;
+  Ok(Raw(o))
 }
 
 /// TLS is not part of this build yet: say so instead of silently connecting in plaintext.

@@ -9,14 +9,14 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use mio::{Interest, Token};
-use napi::bindgen_prelude::*;
 use napi::sys;
-use napi_derive::napi;
+use napi::Result;
 
 use crate::conn::{self, Conn, How, Io, Phase};
 use crate::error::{pending, ArgError, SysError};
 use crate::handlers::{self, HandlerSlot};
-use crate::js::{self, Raw};
+use crate::class::{self, Class, Ctx, Method};
+use crate::js;
 use crate::options::{self, Entry as OptEntry, Target, Tls};
 use crate::reactor::{self, Entry};
 use crate::sockopt;
@@ -90,7 +90,7 @@ impl ListenerCore {
   pub(crate) fn release_if_done(&self, env: sys::napi_env) {
     let Ok(mut st) = self.st.try_borrow_mut() else { return };
     if st.io.is_none() && st.conns.is_empty() && !st.js.is_null() {
-      js::delete_reference(env, std::mem::replace(&mut st.js, std::ptr::null_mut()));
+      class::release(env, std::mem::replace(&mut st.js, std::ptr::null_mut()));
     }
   }
 
@@ -117,10 +117,33 @@ impl ListenerCore {
   }
 }
 
-/// A listening TCP or unix-domain socket returned by `listen()`.
-#[napi]
-pub struct SocketListener {
+/// The native side of a JS `SocketListener`.
+pub(crate) struct ListenerHandle {
   core: Rc<ListenerCore>,
+  wrap: Cell<sys::napi_ref>,
+}
+
+thread_local! {
+  static CTOR: Cell<sys::napi_ref> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+impl Class for ListenerHandle {
+  const NAME: &'static str = "SocketListener";
+  const TAG: sys::napi_type_tag = sys::napi_type_tag { lower: 0x6275_6e6e_6574_0002, upper: 0x6c69_7374_656e_0002 };
+  const METHODS: &'static [(&'static str, Method<Self>)] = &[
+    ("stop", stop),
+    ("ref", ref_),
+    ("unref", unref),
+    ("reload", reload),
+    ("getsockname", getsockname),
+  ];
+  const GETTERS: &'static [(&'static str, Method<Self>)] = &[("port", port), ("hostname", hostname), ("unix", unix), ("fd", fd)];
+  fn ctor_slot() -> &'static std::thread::LocalKey<Cell<sys::napi_ref>> {
+    &CTOR
+  }
+  fn wrap_cell(&self) -> &Cell<sys::napi_ref> {
+    &self.wrap
+  }
 }
 
 pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Result<sys::napi_value> {
@@ -148,10 +171,8 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     port,
     unix,
   });
-  let napi_env = napi::Env::from_raw(env);
-  let obj = SocketListener { core: core.clone() }.into_instance(&napi_env)?.value;
+  let (obj, r) = class::instantiate(env, ListenerHandle { core: core.clone(), wrap: Cell::new(std::ptr::null_mut()) })?;
   js::set(env, obj, "data", cfg.data).map_err(|_| pending())?;
-  let r = js::reference(env, obj).map_err(|_| pending())?;
   let registered = reactor::with(|re| {
     let token = re.insert(Entry::Listener(core.clone()));
     core.token.set(token);
@@ -250,121 +271,110 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
     .js_object(env)
     .and_then(|l| js::get(env, l, "data").ok())
     .unwrap_or_else(|| js::undefined(env));
-  if new_socket(env, &conn, data).is_err() {
+  if crate::socket::new_js(env, &conn, data).is_err() {
     conn::close(env, &conn, How::Reset, None);
     return;
   }
   conn::emit_open(env, &conn);
 }
 
-fn new_socket(env: sys::napi_env, conn: &Rc<Conn>, data: sys::napi_value) -> Result<sys::napi_value> {
-  crate::socket::new_js(env, conn, data)
+
+/// `stop(closeActiveConnections = false)`: stops accepting; with `true` (the boolean only) also
+/// closes every accepted socket, whose `close` handlers run before this returns. A unix socket
+/// file created by `listen` is removed. Idempotent.
+fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  let v = c.arg(0);
+  let close_all = js::type_of(c.env, v) == sys::ValueType::napi_boolean && js::get_bool(c.env, v) == Some(true);
+  let core = &l.core;
+  let (conns, was_listening) = {
+    let Ok(mut st) = core.st.try_borrow_mut() else { return c.undefined() };
+    let was = st.io.is_some();
+    if let Some(mut io) = st.io.take() {
+      let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+    }
+    if let Some(p) = st.unlink.take() {
+      let _ = std::fs::remove_file(p);
+    }
+    (if close_all { st.conns.iter().copied().collect::<Vec<_>>() } else { Vec::new() }, was)
+  };
+  if was_listening {
+    let token = core.token.get();
+    reactor::with(|r| r.remove(token));
+    core.sync_ref();
+  }
+  for t in conns {
+    if let Some(Entry::Conn(conn)) = reactor::with(|r| r.get(Token(t))).flatten() {
+      conn::close(c.env, &conn, How::Graceful, None);
+    }
+  }
+  core.release_if_done(c.env);
+  c.undefined()
 }
 
-#[napi]
-impl SocketListener {
-  /// Stops accepting. With `true`, also closes every accepted socket (their `close` handlers run
-  /// before this returns). A unix socket file created by `listen` is removed.
-  #[napi]
-  pub fn stop(&self, env: Env, close_active_connections: Unknown) {
-    let e = env.raw();
-    let v = close_active_connections.value().value;
-    let close_all = js::type_of(e, v) == sys::ValueType::napi_boolean && js::get_bool(e, v) == Some(true);
-    let (conns, was_listening) = {
-      let Ok(mut st) = self.core.st.try_borrow_mut() else { return };
-      let was = st.io.is_some();
-      if let Some(mut io) = st.io.take() {
-        let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
-      }
-      if let Some(p) = st.unlink.take() {
-        let _ = std::fs::remove_file(p);
-      }
-      (if close_all { st.conns.iter().copied().collect::<Vec<_>>() } else { Vec::new() }, was)
-    };
-    if was_listening {
-      let token = self.core.token.get();
-      reactor::with(|r| r.remove(token));
-      self.core.sync_ref();
+fn set_ref(l: &ListenerHandle, c: &Ctx, on: bool) -> Result<sys::napi_value> {
+  if let Ok(mut st) = l.core.st.try_borrow_mut() {
+    st.refed = on;
+  }
+  l.core.sync_ref();
+  c.undefined()
+}
+
+/// Keep the process alive while listening (the default).
+fn ref_(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  set_ref(l, c, true)
+}
+
+/// Let the process exit while listening (accepted sockets still count on their own).
+fn unref(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  set_ref(l, c, false)
+}
+
+/// `reload({ socket })`: replaces the handlers of this listener and of every socket it accepted.
+fn reload(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  let done = l.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns.is_empty());
+  let arg = c.arg(0);
+  if done || js::is_undefined(c.env, arg) {
+    // Bun's (misleading) message once nothing is left to reload, kept for compatibility.
+    return Err(ArgError::plain("Expected 1 argument").throw(c.env));
+  }
+  let h = handlers::from_reload_arg(c.env, Some(arg), "Expected \"socket\" object")?;
+  if let Ok(st) = l.core.st.try_borrow() {
+    if let Ok(mut cell) = st.handlers.try_borrow_mut() {
+      *cell = Rc::new(h);
     }
-    for t in conns {
-      if let Some(Entry::Conn(c)) = reactor::with(|r| r.get(Token(t))).flatten() {
-        conn::close(e, &c, How::Graceful, None);
-      }
-    }
-    self.core.release_if_done(e);
   }
+  c.undefined()
+}
 
-  /// Keep the process alive while listening (the default).
-  #[napi(js_name = "ref")]
-  pub fn ref_(&self) {
-    if let Ok(mut st) = self.core.st.try_borrow_mut() {
-      st.refed = true;
-    }
-    self.core.sync_ref();
-  }
+/// The bound port (TCP), kept after `stop()`.
+fn port(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  l.core.port.map_or_else(|| c.undefined(), |p| c.number(f64::from(p)))
+}
 
-  /// Let the process exit while listening (accepted sockets still count on their own).
-  #[napi]
-  pub fn unref(&self) {
-    if let Ok(mut st) = self.core.st.try_borrow_mut() {
-      st.refed = false;
-    }
-    self.core.sync_ref();
-  }
+/// The `hostname` option as given (TCP).
+fn hostname(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  l.core.hostname.as_deref().map_or_else(|| c.undefined(), |h| c.string(h))
+}
 
-  /// Replaces the handlers of this listener and of every socket it accepted.
-  #[napi]
-  pub fn reload(&self, env: Env, options: Unknown) -> Result<()> {
-    let e = env.raw();
-    let done = self.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns.is_empty());
-    let arg = options.value().value;
-    if done || js::is_undefined(e, arg) {
-      return Err(ArgError::plain("Expected 1 argument").throw(e));
-    }
-    let h = handlers::from_reload_arg(e, Some(arg), "Expected \"socket\" object")?;
-    if let Ok(st) = self.core.st.try_borrow() {
-      if let Ok(mut cell) = st.handlers.try_borrow_mut() {
-        *cell = Rc::new(h);
-      }
-    }
-    Ok(())
-  }
+/// The socket path (unix).
+fn unix(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  l.core.unix.as_deref().map_or_else(|| c.undefined(), |u| c.string(u))
+}
 
-  /// The bound port (TCP), kept after `stop()`.
-  #[napi(getter)]
-  pub fn port(&self) -> Either<u32, ()> {
-    self.core.port.map_or(Either::B(()), |p| Either::A(u32::from(p)))
-  }
+/// The listening file descriptor, `-1` once stopped.
+fn fd(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  let fd = l.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(ListenIo::fd)).unwrap_or(-1);
+  c.number(f64::from(fd))
+}
 
-  /// The `hostname` option as given (TCP).
-  #[napi(getter)]
-  pub fn hostname(&self) -> Either<String, ()> {
-    self.core.hostname.clone().map_or(Either::B(()), Either::A)
+/// Bun extra: fills `out` with `{ family, address, port }` of the bound address.
+fn getsockname(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
+  let (e, o) = (c.env, c.arg(0));
+  let addr = l.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| sockopt::local_addr(io.fd())));
+  if let (Some(a), sys::ValueType::napi_object) = (addr, js::type_of(e, o)) {
+    let _ = js::set(e, o, "family", js::string(e, if a.is_ipv6() { "IPv6" } else { "IPv4" }));
+    let _ = js::set(e, o, "address", js::string(e, &a.ip().to_string()));
+    let _ = js::set(e, o, "port", js::number(e, f64::from(a.port())));
   }
-
-  /// The socket path (unix).
-  #[napi(getter)]
-  pub fn unix(&self) -> Either<String, ()> {
-    self.core.unix.clone().map_or(Either::B(()), Either::A)
-  }
-
-  /// The listening file descriptor, `-1` once stopped.
-  #[napi(getter)]
-  pub fn fd(&self) -> i32 {
-    self.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(ListenIo::fd)).unwrap_or(-1)
-  }
-
-  /// Bun extra: fills `out` with `{ family, address, port }` of the bound address.
-  #[napi]
-  pub fn getsockname(&self, env: Env, out: Unknown) -> Raw {
-    let e = env.raw();
-    let o = out.value().value;
-    let addr = self.core.st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| sockopt::local_addr(io.fd())));
-    if let (Some(a), sys::ValueType::napi_object) = (addr, js::type_of(e, o)) {
-      let _ = js::set(e, o, "family", js::string(e, if a.is_ipv6() { "IPv6" } else { "IPv4" }));
-      let _ = js::set(e, o, "address", js::string(e, &a.ip().to_string()));
-      let _ = js::set(e, o, "port", js::number(e, f64::from(a.port())));
-    }
-    Raw(js::undefined(e))
-  }
+  c.undefined()
 }

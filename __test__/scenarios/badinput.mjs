@@ -104,3 +104,19 @@ export function tlsIsRefusedHonestly(t) {
   t.throws(() => connect({ hostname: '127.0.0.1', port: 1, tls: true, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
   t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls: { serverName: 'x' }, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
 }
+
+export async function classesCannotBeMisused(t) {
+  const { Socket, SocketListener } = await import('../../index.mjs')
+  t.throws(() => new Socket(), { instanceOf: TypeError, message: 'Illegal constructor' })
+  t.throws(() => new SocketListener(), { instanceOf: TypeError, message: 'Illegal constructor' })
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  t.teardown(() => l.stop(true))
+  t.true(l instanceof SocketListener)
+  const s = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() {} } })
+  t.teardown(() => s.end())
+  t.true(s instanceof Socket)
+  t.throws(() => Socket.prototype.write.call({}, 'x'), { instanceOf: TypeError })
+  t.throws(() => Socket.prototype.write.call(l, 'x'), { instanceOf: TypeError })
+  t.throws(() => SocketListener.prototype.stop.call(s), { instanceOf: TypeError })
+  t.is(s.readyState, 1)
+}

@@ -1,0 +1,225 @@
+//! The JS classes (`Socket`, `SocketListener`) on raw Node-API, kept as light as a handle can be.
+//!
+//! Why not `#[napi]` classes: every instance there costs an extra global reference, a registry
+//! entry and a finalizer trampoline, and every method call a class-identity lookup and a borrow
+//! guard. A socket object here is one JS object, one `napi_wrap` (whose reference doubles as the
+//! reactor's: strong while the socket is open, weak after), and a type tag; a method call is one
+//! `napi_get_cb_info`, one tag check and one unwrap. This matters for connection churn, memory per
+//! connection and the cost of `write()`.
+//!
+//! Methods and getters are plain Rust functions `fn(&T, &Ctx) -> Result<Value>` passed to a single
+//! generic callback through the property's `data` pointer. Panics are caught and turned into a JS
+//! `Error` (none is expected: the code has no unwrap; this is the last line of defence).
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use napi::sys;
+
+use crate::error::ArgError;
+use crate::js::{self, Env, Value};
+
+/// The arguments of one method call (up to three; missing ones read as `undefined`).
+pub(crate) struct Ctx {
+  pub env: Env,
+  pub this: Value,
+  pub argc: usize,
+  args: [Value; 3],
+}
+
+impl Ctx {
+  pub(crate) fn arg(&self, i: usize) -> Value {
+    match self.args.get(i) {
+      Some(v) if i < self.argc && !v.is_null() => *v,
+      _ => js::undefined(self.env),
+    }
+  }
+  pub(crate) fn undefined(&self) -> napi::Result<Value> {
+    Ok(js::undefined(self.env))
+  }
+  pub(crate) fn null(&self) -> napi::Result<Value> {
+    Ok(js::null(self.env))
+  }
+  pub(crate) fn number(&self, n: f64) -> napi::Result<Value> {
+    Ok(js::number(self.env, n))
+  }
+  pub(crate) fn boolean(&self, b: bool) -> napi::Result<Value> {
+    let mut v = ptr::null_mut();
+    unsafe { sys::napi_get_boolean(self.env, b, &mut v) };
+    Ok(v)
+  }
+  pub(crate) fn string(&self, s: &str) -> napi::Result<Value> {
+    Ok(js::string(self.env, s))
+  }
+}
+
+pub(crate) type Method<T> = fn(&T, &Ctx) -> napi::Result<Value>;
+
+/// A Rust type exposed as a JS class.
+pub(crate) trait Class: Sized + 'static {
+  const NAME: &'static str;
+  const TAG: sys::napi_type_tag;
+  const METHODS: &'static [(&'static str, Method<Self>)];
+  const GETTERS: &'static [(&'static str, Method<Self>)];
+  /// More methods, defined in another module (the TLS members of `Socket`).
+  const MORE_METHODS: &'static [(&'static str, Method<Self>)] = &[];
+  /// Where this env's constructor reference lives.
+  fn ctor_slot() -> &'static std::thread::LocalKey<Cell<sys::napi_ref>>;
+  /// Where the native value keeps its own wrap reference (filled right after wrapping; the
+  /// finalizer deletes it).
+  fn wrap_cell(&self) -> &Cell<sys::napi_ref>;
+}
+
+thread_local! {
+  /// Set while bunnet itself constructs an instance: `new Socket()` from JS is refused.
+  static CONSTRUCTING: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let mut this = ptr::null_mut();
+  let mut argc = 0usize;
+  sys::napi_get_cb_info(env, info, &mut argc, ptr::null_mut(), &mut this, ptr::null_mut());
+  if !CONSTRUCTING.with(Cell::get) {
+    ArgError::type_error("Illegal constructor").with_code("ERR_ILLEGAL_CONSTRUCTOR").throw(env);
+    return ptr::null_mut();
+  }
+  this
+}
+
+fn throw_error(env: Env, e: &napi::Error) {
+  if e.status != napi::Status::PendingException {
+    ArgError::plain(format!("bunnet: {}", e.reason)).throw(env);
+  }
+}
+
+/// The native value behind `this`, if `this` really is an instance of `T`.
+unsafe fn unwrap<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
+  let mut ok = false;
+  if sys::napi_check_object_type_tag(env, this, &T::TAG, &mut ok) != sys::Status::napi_ok || !ok {
+    return None;
+  }
+  let mut p = ptr::null_mut();
+  if sys::napi_unwrap(env, this, &mut p) != sys::Status::napi_ok || p.is_null() {
+    return None;
+  }
+  Some(&*p.cast::<T>())
+}
+
+unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let mut ctx = Ctx { env, this: ptr::null_mut(), argc: 3, args: [ptr::null_mut(); 3] };
+  let mut data = ptr::null_mut();
+  if sys::napi_get_cb_info(env, info, &mut ctx.argc, ctx.args.as_mut_ptr(), &mut ctx.this, &mut data)
+    != sys::Status::napi_ok
+  {
+    return ptr::null_mut();
+  }
+  let Some(obj) = unwrap::<T>(env, ctx.this) else {
+    ArgError::type_error(format!("Illegal invocation: `this` is not a {}", T::NAME)).throw(env);
+    return ptr::null_mut();
+  };
+  // SAFETY: `data` is the `Method<T>` this callback was registered with in `define`.
+  let f: Method<T> = std::mem::transmute::<*mut c_void, Method<T>>(data);
+  match catch_unwind(AssertUnwindSafe(|| f(obj, &ctx))) {
+    Ok(Ok(v)) => v,
+    Ok(Err(e)) => {
+      throw_error(env, &e);
+      ptr::null_mut()
+    }
+    Err(_) => {
+      ArgError::plain("bunnet: internal error (caught panic)").throw(env);
+      ptr::null_mut()
+    }
+  }
+}
+
+unsafe extern "C" fn finalize<T: Class>(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  if data.is_null() {
+    return;
+  }
+  let obj = Box::from_raw(data.cast::<T>());
+  js::delete_reference(env, obj.wrap_cell().get());
+}
+
+/// Defines the class `T` in this environment (once) and returns its constructor.
+pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
+  let existing = T::ctor_slot().with(Cell::get);
+  if !existing.is_null() {
+    if let Ok(c) = js::deref(env, existing) {
+      return Ok(c);
+    }
+  }
+  let prop = |name: &str, method: Option<Method<T>>, getter: Option<Method<T>>| sys::napi_property_descriptor {
+    utf8name: ptr::null(),
+    name: js::string(env, name),
+    method: method.map(|_| call::<T> as unsafe extern "C" fn(_, _) -> _),
+    getter: getter.map(|_| call::<T> as unsafe extern "C" fn(_, _) -> _),
+    setter: None,
+    value: ptr::null_mut(),
+    attributes: if method.is_some() {
+      sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable
+    } else {
+      sys::PropertyAttributes::configurable
+    },
+    data: method.or(getter).map_or(ptr::null_mut(), |f| f as *mut c_void),
+  };
+  let props: Vec<_> = T::METHODS
+    .iter()
+    .chain(T::MORE_METHODS.iter())
+    .map(|(n, f)| prop(n, Some(*f), None))
+    .chain(T::GETTERS.iter().map(|(n, f)| prop(n, None, Some(*f))))
+    .collect();
+  let mut ctor = ptr::null_mut();
+  js::check(unsafe {
+    sys::napi_define_class(
+      env,
+      T::NAME.as_ptr().cast(),
+      T::NAME.len() as isize,
+      Some(construct),
+      ptr::null_mut(),
+      props.len(),
+      props.as_ptr(),
+      &mut ctor,
+    )
+  })
+  .map_err(|_| crate::error::pending())?;
+  let r = js::reference(env, ctor).map_err(|_| crate::error::pending())?;
+  T::ctor_slot().with(|c| c.set(r));
+  Ok(ctor)
+}
+
+/// Creates a JS instance wrapping `value`; returns the object and its wrap reference, taken
+/// strong (count 1): the caller lowers it with `napi_reference_unref` once the object no longer
+/// needs to be kept alive natively, and the finalizer deletes it.
+pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, sys::napi_ref)> {
+  let ctor = define::<T>(env)?;
+  let mut obj = ptr::null_mut();
+  CONSTRUCTING.with(|c| c.set(true));
+  let st = unsafe { sys::napi_new_instance(env, ctor, 0, ptr::null(), &mut obj) };
+  CONSTRUCTING.with(|c| c.set(false));
+  js::check(st).map_err(|_| crate::error::pending())?;
+  js::check(unsafe { sys::napi_type_tag_object(env, obj, &T::TAG) }).map_err(|_| crate::error::pending())?;
+  let boxed = Box::into_raw(Box::new(value));
+  let mut wrap = ptr::null_mut();
+  let st = unsafe { sys::napi_wrap(env, obj, boxed.cast(), Some(finalize::<T>), ptr::null_mut(), &mut wrap) };
+  if st != sys::Status::napi_ok {
+    // SAFETY: napi_wrap failed, so the box was not adopted by a finalizer.
+    drop(unsafe { Box::from_raw(boxed) });
+    return Err(crate::error::pending());
+  }
+  // SAFETY: `boxed` is alive until the finalizer runs, which cannot happen while we hold `obj`.
+  unsafe {
+    (*boxed).wrap_cell().set(wrap);
+    sys::napi_reference_ref(env, wrap, ptr::null_mut());
+  }
+  Ok((obj, wrap))
+}
+
+/// Makes a wrap reference weak again (the object may now be collected; its finalizer deletes the
+/// reference).
+pub(crate) fn release(env: Env, wrap: sys::napi_ref) {
+  if !wrap.is_null() {
+    unsafe { sys::napi_reference_unref(env, wrap, ptr::null_mut()) };
+  }
+}
