@@ -468,3 +468,4 @@ pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
     emit(env, conn, Event::Timeout, &[]);
   }
 }
+

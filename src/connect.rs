@@ -27,7 +27,7 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
   reactor::ensure(env)?;
   let has_connect_error = cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
-  let conn = Conn::new(Rc::new(RefCell::new(Rc::new(cfg.handlers))), cfg.allow_half_open, is_unix);
+  let conn = Conn::new(Rc::new(RefCell::new(cfg.handlers)), cfg.allow_half_open, is_unix);
   crate::socket::new_js(env, &conn, cfg.data)?;
   let mut deferred = std::ptr::null_mut();
   let mut promise = std::ptr::null_mut();

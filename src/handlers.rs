@@ -60,10 +60,33 @@ pub(crate) struct Handlers {
 /// The cell a listener shares with its sockets; see the module docs.
 pub(crate) type HandlerSlot = Rc<RefCell<Rc<Handlers>>>;
 
+thread_local! {
+  /// The most recently created set, reused when the next call passes the same functions.
+  static LAST: RefCell<Option<Rc<Handlers>>> = const { RefCell::new(None) };
+}
+
+/// Env teardown: forget the cached set (the environment frees its references).
+pub(crate) fn teardown() {
+  LAST.with(|l| {
+    if let Ok(mut g) = l.try_borrow_mut() {
+      if let Some(h) = g.take() {
+        // The references die with the environment; do not touch them from Drop.
+        if let Ok(mut h) = Rc::try_unwrap(h) {
+          h.fns = [std::ptr::null_mut(); COUNT];
+        }
+      }
+    }
+  });
+}
+
 impl Handlers {
   /// Validates `socket` (the user's handler object) exactly as Bun does and takes references.
   /// `Err(None)` means a JS exception (from a getter) is already pending.
-  pub(crate) fn from_js(env: Env, obj: Value) -> Result<Handlers, Option<ArgError>> {
+  ///
+  /// Connections made with the same functions (the usual shared handler object) share one set:
+  /// the values read now are compared with the previous set by identity, so semantics stay
+  /// "read once per call" while thousands of sockets cost one set of references.
+  pub(crate) fn from_js(env: Env, obj: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
     use sys::ValueType as T;
     if !matches!(js::type_of(env, obj), T::napi_object | T::napi_function) {
       return Err(Some(ArgError::type_error("SocketHandler must be an object")));
@@ -83,13 +106,28 @@ impl Handlers {
       return Err(Some(ArgError::type_error("Expected at least \"data\" or \"drain\" callback")));
     }
     let binary_type = parse_binary_type(env, js::get(env, obj, "binaryType").map_err(|_| None)?)?;
+    if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(binary_type, &found)).cloned()) {
+      return Ok(same);
+    }
     let mut fns = [std::ptr::null_mut(); COUNT];
     for (slot, f) in fns.iter_mut().zip(found) {
       if !f.is_null() {
         *slot = js::reference(env, f).map_err(|_| None)?;
       }
     }
-    Ok(Handlers { env, fns, binary_type })
+    let h = Rc::new(Handlers { env, fns, binary_type });
+    LAST.with(|l| *l.borrow_mut() = Some(h.clone()));
+    Ok(h)
+  }
+
+  /// Whether this set holds exactly `found` (by identity) with `binary_type`.
+  fn same(&self, binary_type: BinaryType, found: &[Value; COUNT]) -> bool {
+    self.binary_type == binary_type
+      && self.fns.iter().zip(found).all(|(r, f)| match (r.is_null(), f.is_null()) {
+        (true, true) => true,
+        (false, false) => js::deref(self.env, *r).is_ok_and(|v| js::strict_equals(self.env, v, *f)),
+        _ => false,
+      })
   }
 
   pub(crate) fn has(&self, e: Event) -> bool {
@@ -133,7 +171,7 @@ fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>>
 
 /// Reads the `socket` key of a `reload()` argument: the shared rules of `socket.reload` and
 /// `listener.reload` (they differ only in the message for a missing key).
-pub(crate) fn from_reload_arg(env: Env, arg: Option<Value>, missing_socket: &str) -> napi::Result<Handlers> {
+pub(crate) fn from_reload_arg(env: Env, arg: Option<Value>, missing_socket: &str) -> napi::Result<Rc<Handlers>> {
   let Some(arg) = arg else {
     return Err(ArgError::plain("Expected 1 argument").throw(env));
   };

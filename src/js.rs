@@ -155,6 +155,12 @@ pub(crate) fn get_string(env: Env, v: Value) -> Option<String> {
 }
 
 
+pub(crate) fn strict_equals(env: Env, a: Value, b: Value) -> bool {
+  let mut r = false;
+  unsafe { sys::napi_strict_equals(env, a, b, &mut r) };
+  r
+}
+
 /// Creates a strong reference (count 1) to an object or function.
 pub(crate) fn reference(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   let mut r = ptr::null_mut();

@@ -159,7 +159,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     token: Cell::new(Token(usize::MAX)),
     st: RefCell::new(ListenerState {
       io: Some(io),
-      handlers: Rc::new(RefCell::new(Rc::new(cfg.handlers))),
+      handlers: Rc::new(RefCell::new(cfg.handlers)),
       js: std::ptr::null_mut(),
       refed: true,
       counted: false,
@@ -340,7 +340,7 @@ fn reload(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
   let h = handlers::from_reload_arg(c.env, Some(arg), "Expected \"socket\" object")?;
   if let Ok(st) = l.core.st.try_borrow() {
     if let Ok(mut cell) = st.handlers.try_borrow_mut() {
-      *cell = Rc::new(h);
+      *cell = h;
     }
   }
   c.undefined()

@@ -24,7 +24,7 @@ pub(crate) enum Tls {
 
 pub(crate) struct SocketConfig {
   pub target: Target,
-  pub handlers: Handlers,
+  pub handlers: std::rc::Rc<Handlers>,
   pub data: Value,
   pub allow_half_open: bool,
   pub exclusive: bool,

@@ -317,6 +317,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
   r.bridge.close();
   crate::readbuf::teardown();
+  crate::handlers::teardown();
   for e in r.entries.drain() {
     match e {
       Entry::Conn(c) => c.teardown(),

@@ -226,7 +226,7 @@ fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
     };
   }
   let h = handlers::from_reload_arg(c.env, arg, "Expected \"socket\" option")?;
-  let slot: HandlerSlot = Rc::new(RefCell::new(Rc::new(h)));
+  let slot: HandlerSlot = Rc::new(RefCell::new(h));
   if let Ok(mut st) = s.conn.st.try_borrow_mut() {
     st.handlers = Some(slot);
   }
