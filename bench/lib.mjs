@@ -4,6 +4,9 @@
 // The "bun" and "bunnet" implementations share one code path (the Bun socket API);
 // "node" uses node:net.
 
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
 export const HOST = '127.0.0.1'
 export const isBun = typeof globalThis.Bun !== 'undefined'
 
@@ -149,4 +152,97 @@ export async function until(cond, ms, what) {
     if (now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await sleep(10)
   }
+}
+
+// ---- peer processes ---------------------------------------------------------------------
+// Some workloads run part of themselves (a server, a sender) in a second process: the same
+// script, started again with the same runtime, `--impl` and `--quick`, plus `--role <peer role>`.
+// The peer talks to the measuring process over its stdin/stdout, one line per message (the first
+// line is typically the port it listens on), and exits when its stdin closes.
+
+let peerExitExpected = false
+
+/**
+ * Spawns `script` (a file URL or path, normally `import.meta.url`) as a peer with role
+ * `peerRole`; returns `{ child, next, send, kill }`: `await next()` reads the peer's next stdout
+ * line, `send(line)` writes one to its stdin, `kill()` ends it. If the peer exits with an error
+ * (its stderr goes to ours), this process exits 1 too.
+ */
+export function spawnPeer(script, peerRole, extra = []) {
+  const path = String(script).startsWith('file:') ? fileURLToPath(script) : String(script)
+  const child = spawn(process.execPath, [path, '--impl', impl, '--role', peerRole, ...(quick ? ['--quick'] : []), ...extra], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  child.on('exit', (code, sig) => {
+    if (code !== 0 && !peerExitExpected) {
+      process.stderr.write(`peer (${peerRole}) exited with ${code ?? sig}\n`)
+      process.exit(1)
+    }
+  })
+  return {
+    child,
+    next: lineReader(child.stdout, `peer ${peerRole} stdout`),
+    send: (l) => child.stdin.write(l + '\n'),
+    kill() {
+      peerExitExpected = true
+      child.kill()
+    },
+  }
+}
+
+/** Peer side: prints the error to stderr and exits 1 (the measuring process then fails too). */
+export function peerFail(err) {
+  process.stderr.write(`peer ${args.role} (${impl}) failed: ${err?.stack ?? err}\n`, () => process.exit(1))
+}
+
+/**
+ * Peer side: runs `body(next)` (`await next()` reads the next stdin line) and stays up until
+ * stdin closes (the measuring process is gone), then exits 0. `check()` (optional) is polled
+ * every 50 ms and may throw to fail the peer (e.g. a recorded socket error).
+ */
+export function runPeer(body, check) {
+  process.on('uncaughtException', peerFail)
+  process.on('unhandledRejection', peerFail)
+  const next = lineReader(process.stdin, 'stdin')
+  process.stdin.on('end', () => process.exit(0))
+  if (check) {
+    setInterval(() => {
+      try {
+        check()
+      } catch (e) {
+        peerFail(e)
+      }
+    }, 50)
+  }
+  body(next).catch(peerFail)
+}
+
+/**
+ * `--role server` side of the `--split` workloads: starts the server with `startServer()` (which
+ * resolves to its port), prints the port, then answers each stdin line `cmd` with
+ * `await commands[cmd]()` on one stdout line. `check` as in `runPeer`.
+ */
+export function runServerPeer(startServer, { commands = {}, check } = {}) {
+  runPeer(async (next) => {
+    console.log(await startServer())
+    for (;;) {
+      const cmd = await next()
+      if (!commands[cmd]) throw new Error(`unknown command ${JSON.stringify(cmd)}`)
+      console.log(String(await commands[cmd]()))
+    }
+  }, check)
+}
+
+/**
+ * Measuring side of the workloads with a `--split` mode: without `--split` (or `split` false),
+ * starts the server here (`startServer()` resolves to its port); with it, starts `script` as a
+ * `--role server` peer and reads its port. Resolves to `{ port, peer }` (`peer` null when
+ * in-process).
+ */
+export async function serverPort(script, startServer, split = args.split === true, extra = []) {
+  if (!split) return { port: await startServer(), peer: null }
+  const peer = spawnPeer(script, 'server', extra)
+  const port = Number(await peer.next())
+  if (!(port > 0)) throw new Error(`peer server printed no port`)
+  return { port, peer }
 }

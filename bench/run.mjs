@@ -6,7 +6,8 @@
 //   node bench/run.mjs [--rounds N] [--quick] [--only name[,name...]] [--out file] [--timeout s]
 //
 // --quick: small sizes, short durations and 1 round (CI smoke test). --only matches workload
-// names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, ...). --timeout: per
+// names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, write-cost, ...); an
+// exact workload name selects only that one (pingpong-1 is not also pingpong-1-2p). --timeout: per
 // run, seconds (default 240, quick 90). BUN_BIN overrides the bun binary (default: get-bun.sh).
 import { execFileSync, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -22,19 +23,27 @@ const rounds = quick ? 1 : Number(opts.rounds ?? 5)
 const outFile = opts.out ? String(opts.out) : join(here, 'RESULTS.md')
 const TIMEOUT_MS = opts.timeout ? Number(opts.timeout) * 1000 : quick ? 90_000 : 240_000
 
-// name, script, extra args, unit, which direction is better
+// name, script, extra args, title, which direction is better; `details`: fields of the runs'
+// JSON whose medians are listed in RESULTS.md under "Details" (so readers can judge the values)
 const WORKLOADS = [
   { name: 'pingpong-1', script: 'pingpong.mjs', args: ['--conns', '1'], title: 'ping-pong, 1 connection (32 B)', better: 'higher' },
   { name: 'pingpong-64', script: 'pingpong.mjs', args: ['--conns', '64'], title: 'ping-pong, 64 connections (32 B)', better: 'higher' },
   { name: 'bulk', script: 'bulk.mjs', args: [], title: `bulk client→server, ${quick ? '64 MiB' : '1 GiB'} in 64 KiB chunks`, better: 'higher' },
   { name: 'churn', script: 'churn.mjs', args: [], title: 'connect / 1-byte echo / end, 8 concurrent', better: 'higher' },
+  { name: 'pingpong-1-2p', script: 'pingpong.mjs', args: ['--conns', '1', '--split'], title: 'ping-pong, 1 connection (32 B), server in a second process', better: 'higher' },
+  { name: 'pingpong-64-2p', script: 'pingpong.mjs', args: ['--conns', '64', '--split'], title: 'ping-pong, 64 connections (32 B), server in a second process', better: 'higher' },
+  { name: 'bulk-2p', script: 'bulk.mjs', args: ['--split'], title: `bulk client→server, ${quick ? '64 MiB' : '1 GiB'} in 64 KiB chunks, server in a second process`, better: 'higher' },
+  { name: 'churn-2p', script: 'churn.mjs', args: ['--split'], title: 'connect / 1-byte echo / end, 8 concurrent, server in a second process', better: 'higher' },
   { name: 'mem-server', script: 'memory.mjs', args: ['--side', 'server'], title: `memory per idle connection, server side (${quick ? '2,000' : '10,000'} conns)`, better: 'lower' },
   { name: 'mem-client', script: 'memory.mjs', args: ['--side', 'client'], title: `memory per idle connection, client side (${quick ? '2,000' : '10,000'} conns)`, better: 'lower' },
+  { name: 'write-cost', script: 'write-cost.mjs', args: [], title: 'cost of one 1-byte socket.write() (kernel never full; node:net write() can buffer in userland)', better: 'lower', details: ['p90Ns', 'shortBatches'] },
+  { name: 'data-event-cost', script: 'data-event-cost.mjs', args: [], title: "CPU cost of one 'data' event (≈32 B each, sender in a second process)", better: 'lower', details: ['avgBytesPerEvent', 'eventsPerSec', 'userNsPerEvent', 'systemNsPerEvent'] },
 ]
 const IMPLS = ['bun', 'node', 'bunnet']
 
 const only = opts.only ? String(opts.only).split(',') : null
-const workloads = only ? WORKLOADS.filter((w) => only.some((o) => w.name === o || w.name.startsWith(o))) : WORKLOADS
+const names = new Set(WORKLOADS.map((w) => w.name))
+const workloads = only ? WORKLOADS.filter((w) => only.some((o) => w.name === o || (!names.has(o) && w.name.startsWith(o)))) : WORKLOADS
 if (!workloads.length) {
   console.error(`--only ${opts.only}: no such workload (have ${WORKLOADS.map((w) => w.name).join(', ')})`)
   process.exit(2)
@@ -97,9 +106,11 @@ const median = (xs) => {
 const fmt = (x) => (Number.isFinite(x) ? (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1)) : '—')
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b ? `${(a / b).toFixed(2)}×` : '—')
 
+const fmtDetail = (x) => (Number.isFinite(x) ? (Math.abs(x) >= 100 || Number.isInteger(x) ? Math.round(x).toLocaleString('en-US') : x.toFixed(2)) : '—')
+
 // ---- run --------------------------------------------------------------------------------
-const data = {} // data[workload][impl] = { values: [], units, errors: [{ round, error }] }
-for (const w of workloads) data[w.name] = Object.fromEntries(IMPLS.map((i) => [i, { values: [], errors: [] }]))
+const data = {} // data[workload][impl] = { values: [], results: [full JSON], unit, errors: [{ round, error }] }
+for (const w of workloads) data[w.name] = Object.fromEntries(IMPLS.map((i) => [i, { values: [], results: [], errors: [] }]))
 
 const started = Date.now()
 for (let round = 1; round <= rounds; round++) {
@@ -113,11 +124,12 @@ for (let round = 1; round <= rounds; round++) {
       const slot = data[w.name][impl]
       if (r.ok) {
         slot.values.push(r.result.value)
+        slot.results.push(r.result)
         slot.unit = r.result.unit
-        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(11)} ${impl.padEnd(6)} ${fmt(r.result.value)} ${r.result.unit} (${secs} s)`)
+        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(15)} ${impl.padEnd(6)} ${fmt(r.result.value)} ${r.result.unit} (${secs} s)`)
       } else {
         slot.errors.push({ round, error: r.error })
-        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(11)} ${impl.padEnd(6)} FAILED (${secs} s): ${r.error.split('\n')[0]}`)
+        console.error(`[round ${round}/${rounds}] ${w.name.padEnd(15)} ${impl.padEnd(6)} FAILED (${secs} s): ${r.error.split('\n')[0]}`)
       }
     }
   }
@@ -145,15 +157,27 @@ lines.push(`| rounds | ${rounds} (each workload × implementation once per round
 lines.push(`| fd limit | ${fdLimit} (hard ${hardLimit}) |`)
 lines.push(`| wall time | ${((Date.now() - started) / 1000).toFixed(0)} s |`, '')
 lines.push('Medians across rounds. Ratios are bunnet ÷ other: for throughput rows (higher is better) a ratio')
-lines.push('above 1 means bunnet is faster; for memory rows (**lower is better**) a ratio below 1 means bunnet')
-lines.push('uses less memory.', '')
+lines.push('above 1 means bunnet is faster; for memory and cost rows (**lower is better**: mem-*, write-cost,')
+lines.push('data-event-cost) a ratio below 1 means bunnet uses less memory or CPU time.', '')
 lines.push('| workload | unit | better | bun | node:net | bunnet | bunnet/node | bunnet/bun |')
 lines.push('|---|---|---|---:|---:|---:|---:|---:|')
 for (const w of workloads) {
   const d = data[w.name]
   const unit = d.bunnet.unit ?? d.node.unit ?? d.bun.unit ?? ''
   const [mb, mn, mx] = ['bun', 'node', 'bunnet'].map((i) => median(d[i].values))
-  lines.push(`| ${w.name}: ${w.title} | ${unit} | ${w.better} | ${cell(d.bun)} | ${cell(d.node)} | ${cell(d.bunnet)} | ${ratio(mx, mn)} | ${ratio(mx, mb)} |`)
+  lines.push(`| ${w.name}: ${w.title} | ${unit} | ${w.better === 'lower' ? '**lower**' : w.better} | ${cell(d.bun)} | ${cell(d.node)} | ${cell(d.bunnet)} | ${ratio(mx, mn)} | ${ratio(mx, mb)} |`)
+}
+const withDetails = workloads.filter((w) => w.details?.length)
+if (withDetails.length) {
+  lines.push('', '## Details', '')
+  lines.push('Medians across rounds of extra fields in the runs\' JSON output (see Workloads below).', '')
+  lines.push('| workload | field | bun | node:net | bunnet |', '|---|---|---:|---:|---:|')
+  for (const w of withDetails) {
+    for (const f of w.details) {
+      const cells = IMPLS.map((i) => fmtDetail(median(data[w.name][i].results.map((r) => r[f]).filter(Number.isFinite))))
+      lines.push(`| ${w.name} | ${f} | ${cells.join(' | ')} |`)
+    }
+  }
 }
 lines.push('', '## Per-round values', '')
 lines.push('| workload | impl | values (round order) |', '|---|---|---|')
@@ -178,7 +202,10 @@ lines.push("honours backpressure via write()'s return value and 'drain'.", '')
 lines.push('- **pingpong-1 / pingpong-64**: client sends 32 bytes, server echoes, next message after the full reply; round trips counted for ' + (quick ? '1 s' : '3 s') + ' after 0.5 s warm-up; server and clients in one process.')
 lines.push('- **bulk**: one client streams to an in-process server in 64 KiB chunks honouring backpressure; MB/s = 1e6 bytes/s, timed from connect to the last byte received.')
 lines.push('- **churn**: 8 concurrent loops of connect → write 1 byte → await echo → `end()` → next; connections/s counted for ' + (quick ? '1 s' : '3 s') + ' after 0.5 s warm-up.')
+lines.push('- **pingpong-1-2p / pingpong-64-2p / bulk-2p / churn-2p**: the same workloads with `--split`: the server runs in a second process of the same implementation (the workload script with `--role server`, printing its port), the clients and all counting in the measured process. bulk-2p is timed from connect to a 1-byte ack the server sends once it has all bytes; the server\'s byte count is then checked over stdin/stdout.')
 lines.push('- **mem-server / mem-client**: RSS growth per idle connection after forced GC (`Bun.gc(true)` / `gc()`), with the peer side in a child process of the same implementation.')
+lines.push(`- **write-cost** (lower is better): a connected pair in one process, TCP_NODELAY; the client calls \`write()\` with a 1-byte Buffer ${quick ? '200,000' : '1,000,000'} times (after ${quick ? 3 : 10} warm-up batches), 10,000 per event-loop turn with \`setImmediate\` in between so the in-process receiver drains the kernel buffer; a batch cut short by a short write (Bun API: 0 bytes taken; node:net: \`false\`, i.e. buffering in userland) waits for \`drain\` and is not timed. Value: median over batches of batch wall time ÷ writes (ns). Every write is one send(2); all bytes must arrive.`)
+lines.push(`- **data-event-cost** (lower is better): a sender in a second process of the same implementation writes 32 B with TCP_NODELAY, then yields with \`setImmediate\`, as fast as it can but at least 50 µs apart (busy-waited in the sender; without a gap reads carried 45–245 B, varying between runs and implementations), so each event carries one message and all three see the same event rate; the measured process counts \`data\` events and its own CPU time (\`process.cpuUsage()\`, user + system, all threads) for ${quick ? '1 s' : '3 s'} after 0.5 s warm-up. Value: CPU ns per event, including the wake-up from epoll and the read syscall (most of the system time); Details lists the user/system split and \`avgBytesPerEvent\`. Afterwards the sender's byte count must match what arrived.`)
 writeFileSync(outFile, lines.join('\n') + '\n')
 console.error(`\nwrote ${relative(process.cwd(), outFile)}`)
 console.log(lines.slice(lines.indexOf('| workload | unit | better | bun | node:net | bunnet | bunnet/node | bunnet/bun |'), lines.indexOf('## Per-round values') - 1).join('\n'))

@@ -1,8 +1,10 @@
 // Connection churn: 8 concurrent workers each loop: connect, write 1 byte, wait for the
 // server's 1-byte echo, end() the client, start the next connection (right after end(), not
-// waiting for the peer's FIN). Reports completed connections per second after a warm-up.
+// waiting for the peer's FIN). Reports completed connections per second after a warm-up. With
+// --split the echo server runs in a second process of the same implementation (this script with
+// --role server, printing its port); connections are counted in the clients' process.
 import net from 'node:net'
-import { HOST, bunApi, measureRate, quick, run } from '../lib.mjs'
+import { HOST, args, bunApi, measureRate, quick, run, runServerPeer, serverPort } from '../lib.mjs'
 
 const WORKERS = 8
 const WARMUP_MS = 500
@@ -25,42 +27,54 @@ function startWorkers(once) {
   for (let i = 0; i < WORKERS; i++) loop()
 }
 
-async function withBunApi({ connect, listen }) {
-  const server = listen({
-    hostname: HOST,
-    port: 0,
-    socket: { data: (s, d) => s.write(d), error: (s, e) => (failure ??= e) },
-  })
-  const once = () =>
-    new Promise((resolve, reject) => {
-      let echoed = false
-      connect({
-        hostname: HOST,
-        port: server.port,
-        socket: {
-          open: (s) => s.write(ONE),
-          data(s) {
-            echoed = true
-            s.end()
-            resolve()
-          },
-          close: (s, e) => echoed || reject(new Error(`client closed before the echo (${e?.code ?? 'no error'})`)),
-          connectError: (s, e) => reject(e),
-          error: (s, e) => reject(e),
-        },
-      }).catch(reject)
-    })
-  startWorkers(once)
-}
+const api = await bunApi()
 
-async function withNodeNet() {
+/** Starts the 1-byte echo server; resolves with its port. */
+async function startServer() {
+  if (api) {
+    const server = api.listen({
+      hostname: HOST,
+      port: 0,
+      socket: { data: (s, d) => s.write(d), error: (s, e) => (failure ??= e) },
+    })
+    return server.port
+  }
   const server = net.createServer((s) => {
     s.setNoDelay(true)
     s.on('data', (d) => s.write(d))
     s.on('error', (e) => (failure ??= e))
   })
   await new Promise((r) => server.listen({ port: 0, host: HOST, backlog: 511 }, r))
-  const { port } = server.address()
+  return server.address().port
+}
+
+/** Starts the WORKERS client loops against `port`. */
+function startClients(port) {
+  if (api) {
+    const once = () =>
+      new Promise((resolve, reject) => {
+        let echoed = false
+        api
+          .connect({
+            hostname: HOST,
+            port,
+            socket: {
+              open: (s) => s.write(ONE),
+              data(s) {
+                echoed = true
+                s.end()
+                resolve()
+              },
+              close: (s, e) => echoed || reject(new Error(`client closed before the echo (${e?.code ?? 'no error'})`)),
+              connectError: (s, e) => reject(e),
+              error: (s, e) => reject(e),
+            },
+          })
+          .catch(reject)
+      })
+    startWorkers(once)
+    return
+  }
   const once = () =>
     new Promise((resolve, reject) => {
       const s = net.connect({ port, host: HOST, noDelay: true }, () => s.write(ONE))
@@ -74,12 +88,21 @@ async function withNodeNet() {
   startWorkers(once)
 }
 
-run(async () => {
-  const api = await bunApi()
-  await (api ? withBunApi(api) : withNodeNet())
-  const r = await measureRate(() => completed, WARMUP_MS, DURATION_MS, () => {
-    if (failure) throw failure
+if (args.role === 'server') {
+  runServerPeer(startServer, {
+    check: () => {
+      if (failure) throw failure
+    },
   })
-  stopping = true
-  return { value: r.rate, unit: 'connections/s', workers: WORKERS, connections: r.count, seconds: r.seconds }
-})
+} else {
+  run(async () => {
+    const { port, peer } = await serverPort(import.meta.url, startServer)
+    startClients(port)
+    const r = await measureRate(() => completed, WARMUP_MS, DURATION_MS, () => {
+      if (failure) throw failure
+    })
+    stopping = true
+    peer?.kill()
+    return { value: r.rate, unit: 'connections/s', workers: WORKERS, split: !!peer, connections: r.count, seconds: r.seconds }
+  })
+}

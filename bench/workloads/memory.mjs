@@ -4,10 +4,8 @@
 // RSS is sampled after a forced GC before any connection exists and again once all COUNT are
 // established on both sides and idle; reports (after - before) / COUNT bytes per connection.
 // The same file is the peer (--role peer-clients | peer-server), driven over stdin/stdout.
-import { spawn } from 'node:child_process'
 import net from 'node:net'
-import { fileURLToPath } from 'node:url'
-import { HOST, args, bunApi, gc, impl, lineReader, quick, rss, run, sleep, until } from '../lib.mjs'
+import { HOST, args, bunApi, gc, quick, rss, run, runPeer, sleep, spawnPeer, until } from '../lib.mjs'
 
 const COUNT = Number(args.count ?? (quick ? 2000 : 10000))
 const BATCH = 100 // connects in flight at once (stays well under the accept backlog)
@@ -56,21 +54,8 @@ async function openClients(port) {
   return socks
 }
 
-/** Spawns this script as a peer with the same runtime; returns { next, send, child }. */
-function spawnPeer(peerRole, extra = []) {
-  const script = fileURLToPath(import.meta.url)
-  const child = spawn(process.execPath, [script, '--impl', impl, '--role', peerRole, '--count', String(COUNT), ...extra], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
-  child.on('exit', (code, sig) => {
-    if (code !== 0 && !exiting) {
-      process.stderr.write(`peer (${peerRole}) exited with ${code ?? sig}\n`)
-      process.exit(1)
-    }
-  })
-  return { child, next: lineReader(child.stdout, `peer ${peerRole} stdout`), send: (l) => child.stdin.write(l + '\n') }
-}
-let exiting = false
+/** Spawns this script as a peer (same runtime and implementation); see `spawnPeer` in lib.mjs. */
+const startPeer = (peerRole, extra = []) => spawnPeer(import.meta.url, peerRole, ['--count', String(COUNT), ...extra])
 
 async function settledRss() {
   await sleep(300)
@@ -82,7 +67,7 @@ async function settledRss() {
 
 async function measureServerSide() {
   const port = await startServer()
-  const peer = spawnPeer('peer-clients', ['--port', String(port)])
+  const peer = startPeer('peer-clients', ['--port', String(port)])
   if ((await peer.next()) !== 'ready') throw new Error('peer did not start')
   const before = await settledRss()
   peer.send('go')
@@ -91,13 +76,12 @@ async function measureServerSide() {
   await until(() => accepted >= COUNT, WAIT_MS, `${COUNT} accepted connections (have ${accepted})`)
   const after = await settledRss()
   if (closedEarly) throw new Error(`${closedEarly} server sockets closed while idle`)
-  exiting = true
-  peer.child.kill()
+  peer.kill()
   return { before, after, accepted }
 }
 
 async function measureClientSide() {
-  const peer = spawnPeer('peer-server')
+  const peer = startPeer('peer-server')
   const port = Number(await peer.next())
   const before = await settledRss()
   const socks = await openClients(port)
@@ -106,19 +90,18 @@ async function measureClientSide() {
   if (serverCount < COUNT) throw new Error(`peer server accepted only ${serverCount} of ${COUNT}`)
   const after = await settledRss()
   if (closedEarly) throw new Error(`${closedEarly} client sockets closed while idle`)
-  exiting = true
-  peer.child.kill()
+  peer.kill()
   return { before, after, open: socks.length }
 }
 
-// Peers: exit when stdin closes (the main process is gone).
-async function peer() {
-  const next = lineReader(process.stdin, 'stdin')
-  process.stdin.on('end', () => process.exit(0))
+let peerSockets = null // keeps the peer's client sockets referenced
+
+// Peers: exit when stdin closes (the main process is gone); see `runPeer` in lib.mjs.
+async function peer(next) {
   if (role === 'peer-clients') {
     console.log('ready')
     await next() // "go"
-    const socks = await openClients(Number(args.port))
+    const socks = (peerSockets = await openClients(Number(args.port)))
     console.log(socks.length === COUNT ? 'open' : `opened only ${socks.length}`)
   } else {
     console.log(await startServer())
@@ -126,7 +109,6 @@ async function peer() {
     await until(() => accepted >= COUNT, WAIT_MS, 'connections').catch(() => {})
     console.log(accepted)
   }
-  await new Promise(() => {}) // stay up until stdin closes
 }
 
 if (role === 'main') {
@@ -136,8 +118,5 @@ if (role === 'main') {
     return { value: (r.after - r.before) / COUNT, unit: 'bytes/conn', side, count: COUNT, rssBefore: r.before, rssAfter: r.after }
   })
 } else {
-  peer().catch((e) => {
-    process.stderr.write(`peer ${role} failed: ${e?.stack ?? e}\n`)
-    process.exit(1)
-  })
+  runPeer(peer)
 }

@@ -1,8 +1,10 @@
 // Ping-pong: each of --conns connections sends 32 bytes, the server echoes them, and the client
 // sends the next message once the whole 32-byte reply is back. Server and clients share this
-// process. Reports round trips per second (all connections together).
+// process, or with --split the server runs in a second process of the same implementation (this
+// script with --role server, printing its port). Reports round trips per second (all
+// connections together), counted in the clients' process.
 import net from 'node:net'
-import { HOST, args, bunApi, flushPending, measureRate, quick, run, writeAll } from '../lib.mjs'
+import { HOST, args, bunApi, flushPending, measureRate, quick, run, runServerPeer, serverPort, writeAll } from '../lib.mjs'
 
 const CONNS = Number(args.conns ?? 1)
 const MSG_SIZE = 32
@@ -19,49 +21,59 @@ const check = () => {
   if (received > sent) throw new Error(`clients received ${received} bytes but sent only ${sent}`)
 }
 
-async function withBunApi({ connect, listen }) {
-  const server = listen({
-    hostname: HOST,
-    port: 0,
-    socket: {
-      data: (s, d) => writeAll(s, d),
-      drain: flushPending,
-      error: (s, e) => (failure = e),
-    },
-  })
-  const client = {
-    open(s) {
-      s.data = { got: 0 }
-      sent += MSG_SIZE
-      writeAll(s, msg)
-    },
-    data(s, d) {
-      received += d.length
-      s.data.got += d.length
-      if (s.data.got >= MSG_SIZE) {
-        s.data.got -= MSG_SIZE
-        trips++
-        sent += MSG_SIZE
-        writeAll(s, msg)
-      }
-    },
-    drain: flushPending,
-    close(s, e) {
-      failure ??= new Error(`client socket closed during the run (${e?.code ?? 'no error'})`)
-    },
-    error: (s, e) => (failure = e),
-  }
-  await Promise.all(Array.from({ length: CONNS }, () => connect({ hostname: HOST, port: server.port, socket: client })))
-}
+const api = await bunApi()
 
-async function withNodeNet() {
+/** Starts the echo server; resolves with its port. */
+async function startServer() {
+  if (api) {
+    const server = api.listen({
+      hostname: HOST,
+      port: 0,
+      socket: {
+        data: (s, d) => writeAll(s, d),
+        drain: flushPending,
+        error: (s, e) => (failure = e),
+      },
+    })
+    return server.port
+  }
   const server = net.createServer((s) => {
     s.setNoDelay(true)
     s.on('data', (d) => s.write(d))
     s.on('error', (e) => (failure = e))
   })
   await new Promise((r) => server.listen(0, HOST, r))
-  const { port } = server.address()
+  return server.address().port
+}
+
+/** Connects CONNS clients to `port` and starts their ping-pong loops. */
+async function startClients(port) {
+  if (api) {
+    const client = {
+      open(s) {
+        s.data = { got: 0 }
+        sent += MSG_SIZE
+        writeAll(s, msg)
+      },
+      data(s, d) {
+        received += d.length
+        s.data.got += d.length
+        if (s.data.got >= MSG_SIZE) {
+          s.data.got -= MSG_SIZE
+          trips++
+          sent += MSG_SIZE
+          writeAll(s, msg)
+        }
+      },
+      drain: flushPending,
+      close(s, e) {
+        failure ??= new Error(`client socket closed during the run (${e?.code ?? 'no error'})`)
+      },
+      error: (s, e) => (failure = e),
+    }
+    await Promise.all(Array.from({ length: CONNS }, () => api.connect({ hostname: HOST, port, socket: client })))
+    return
+  }
   const one = () =>
     new Promise((resolve, reject) => {
       const s = net.connect({ port, host: HOST, noDelay: true }, () => {
@@ -87,9 +99,14 @@ async function withNodeNet() {
   await Promise.all(Array.from({ length: CONNS }, one))
 }
 
-run(async () => {
-  const api = await bunApi()
-  await (api ? withBunApi(api) : withNodeNet())
-  const r = await measureRate(() => trips, WARMUP_MS, DURATION_MS, check)
-  return { value: r.rate, unit: 'round trips/s', conns: CONNS, roundTrips: r.count, seconds: r.seconds }
-})
+if (args.role === 'server') {
+  runServerPeer(startServer, { check: () => { if (failure) throw failure } })
+} else {
+  run(async () => {
+    const { port, peer } = await serverPort(import.meta.url, startServer)
+    await startClients(port)
+    const r = await measureRate(() => trips, WARMUP_MS, DURATION_MS, check)
+    peer?.kill()
+    return { value: r.rate, unit: 'round trips/s', conns: CONNS, split: !!peer, roundTrips: r.count, seconds: r.seconds }
+  })
+}
