@@ -56,7 +56,9 @@ if (!built) {
   if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
   record('rust unit tests: cargo test', await run('cargo', ['test', '--release', '--quiet']))
   record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
-  record('example: node examples/echo.mjs', await run(process.execPath, [join(root, 'examples', 'echo.mjs')], { timeoutMs: 15000 }))
+  for (const ex of ['echo.mjs', 'lines.mjs']) {
+    record(`example: node examples/${ex}`, await run(process.execPath, [join(root, 'examples', ex)], { timeoutMs: 15000 }))
+  }
 }
 console.log(`${passed} passed, ${failed} failed`)
 process.exit(failed === 0 ? 0 : 1)

@@ -255,6 +255,7 @@ pub(crate) fn invoke(env: Env, h: &Handlers, ev: Event, socket: Value, args: &[V
 /// Bun's rule for an exception thrown by a handler: the socket's `error` handler gets it; if
 /// there is none, or it throws too, it becomes an `uncaughtException`.
 pub(crate) fn route_error(env: Env, h: &Handlers, socket: Value, err: Value) {
+  crate::debug::debug!("a handler threw; routing to {}", if h.has(Event::Error) { "error" } else { "uncaughtException" });
   match invoke(env, h, Event::Error, socket, &[err]) {
     None => js::fatal_exception(env, err),
     Some(Called::Threw(e2)) => js::fatal_exception(env, e2),
@@ -296,6 +297,12 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
       return;
     }
     st.phase = Phase::Closed;
+    crate::debug::debug!(
+      "close fd {} ({:?}{})",
+      st.io.as_ref().map_or(-1, Io::fd),
+      how,
+      if err.is_some() { ", with error" } else { "" }
+    );
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
     if let Some(mut io) = st.io.take() {
@@ -394,6 +401,7 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
       }
       Read::Eof => return on_eof(env, conn),
       Read::Failed(e) => {
+        crate::debug::debug!("read error: {e}");
         let err = SysError::from_io(&e, "read").to_js(env);
         return close(env, conn, How::Gone, Some(err));
       }

@@ -97,6 +97,10 @@ fn try_next(conn: &Rc<Conn>) {
 
 fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
   let token = conn.token.get();
+  match &attempt {
+    Attempt::Tcp(a) => crate::debug::debug!("connect: attempting {a}"),
+    Attempt::Unix(p) => crate::debug::debug!("connect: attempting unix {p:?}"),
+  }
   let (started, remote) = match attempt {
     Attempt::Tcp(addr) => (crate::sockopt::connect_tcp(addr).map(Io::Tcp), Some(addr)),
     Attempt::Unix(path) => (crate::sockopt::connect_unix(&path).map(Io::Unix), None),
@@ -193,6 +197,11 @@ pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
 fn connected(env: Env, conn: &Rc<Conn>) {
   let deferred = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    crate::debug::debug!(
+      "connect: connected fd {} to {}",
+      st.io.as_ref().map_or(-1, Io::fd),
+      st.remote.map_or_else(|| "unix socket".to_string(), |a| a.to_string())
+    );
     st.phase = Phase::Open;
     st.pending.take().map(|p| p.deferred)
   };
@@ -219,6 +228,7 @@ fn fail(env: Env, conn: &Rc<Conn>, e: &io::Error) {
 /// Settles a failed connect: `connectError(socket, err)` if present (its throw replaces the
 /// rejection reason), then the promise rejects with an equal but distinct error.
 fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
+  crate::debug::debug!("connect: failed: {} ({})", err.code, err.message);
   let (deferred, slot, js_ref) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.phase = Phase::Closed;

@@ -18,6 +18,7 @@
 //! - `class`: the raw Node-API class plumbing behind `Socket` and `SocketListener`
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
+//! - `debug`: `NODE_DEBUG=bunnet` logging
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,6 +28,7 @@ mod bytes;
 mod class;
 mod conn;
 mod connect;
+mod debug;
 mod error;
 mod handlers;
 mod js;

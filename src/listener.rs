@@ -187,6 +187,11 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     return Err(napi::Error::from_reason(format!("registering the listener failed: {e}")));
   }
   core.sync_ref();
+  crate::debug::debug!("listen: {}", match (&core.unix, &core.hostname, core.port) {
+    (Some(u), _, _) => format!("unix {u:?}"),
+    (None, Some(h), Some(p)) => format!("{h} port {p}"),
+    _ => String::new(),
+  });
   Ok(obj)
 }
 
@@ -245,6 +250,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
   if !is_unix {
     sockopt::set_nodelay(io.fd(), true);
   }
+  crate::debug::debug!("accept: fd {} from {}", io.fd(), remote.map_or_else(|| "unix peer".to_string(), |a| a.to_string()));
   let conn = Conn::new(slot, half_open, is_unix);
   let registered = reactor::with(|r| {
     let token = r.insert(Entry::Conn(conn.clone()));
@@ -286,6 +292,7 @@ fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
   let v = c.arg(0);
   let close_all = js::type_of(c.env, v) == sys::ValueType::napi_boolean && js::get_bool(c.env, v) == Some(true);
   let core = &l.core;
+  crate::debug::debug!("listener stop (closeActiveConnections: {close_all})");
   let (conns, was_listening) = {
     let Ok(mut st) = core.st.try_borrow_mut() else { return c.undefined() };
     let was = st.io.is_some();
