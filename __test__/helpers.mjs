@@ -64,7 +64,7 @@ export function recorder() {
 /**
  * Registers every exported scenario of `mod` as an ava test. Scenarios take ava's `t` (or the
  * worker shim, which offers the same subset: is, not, true, false, truthy, falsy, deepEqual, like,
- * throws, pass, fail, plan, teardown, log).
+ * regex, throws, pass, fail, plan, teardown, log).
  */
 export function register(test, mod) {
   for (const [name, fn] of Object.entries(mod)) {

@@ -31,6 +31,7 @@ const t = {
   falsy: (v, m) => assert.ok(!v, m),
   deepEqual: (a, b, m) => assert.ok(isDeepStrictEqual(a, b), m ?? `${JSON.stringify(a)} != ${JSON.stringify(b)}`),
   like: (a, b) => like(a, b),
+  regex: (s, re, m) => assert.match(s, re, m),
   throws(fn, exp) {
     let err
     try {

@@ -85,6 +85,7 @@ pub(crate) struct Pending {
   pub host: String,
   pub port: u16,
   pub deferred: sys::napi_deferred,
+  pub tls: Option<Box<crate::tls::config::TlsOptions>>,
 }
 
 pub(crate) struct ConnState {
@@ -114,6 +115,8 @@ pub(crate) struct ConnState {
   pub unsent: Option<Vec<u8>>,
   pub remote: Option<SocketAddr>,
   pub is_v6: bool,
+  /// The TLS session, on TLS sockets.
+  pub tls: Option<Box<crate::tls::TlsState>>,
 }
 
 pub(crate) struct Conn {
@@ -146,6 +149,7 @@ impl Conn {
         unsent: None,
         remote: None,
         is_v6: false,
+        tls: None,
       }),
     })
   }
@@ -198,6 +202,9 @@ impl Conn {
     }
     if st.want_drain {
       return 0;
+    }
+    if st.tls.is_some() {
+      return crate::tls::send(&mut st, bytes);
     }
     loop {
       let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
@@ -303,6 +310,9 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
       how,
       if err.is_some() { ", with error" } else { "" }
     );
+    if how == How::Graceful && st.tls.is_some() {
+      crate::tls::on_close(&mut st);
+    }
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
     if let Some(mut io) = st.io.take() {
@@ -346,6 +356,9 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
   };
   match phase {
     Phase::Connecting => crate::connect::on_connect_event(env, conn, ev),
+    Phase::Open if conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) => {
+      crate::tls::on_event(env, conn, ev.is_writable(), ev.is_readable(), ev.is_read_closed() || ev.is_error());
+    }
     Phase::Open => {
       if ev.is_writable() {
         on_writable(env, conn);
@@ -411,7 +424,7 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
 }
 
 /// The peer sent FIN (or our own `shutdown(true)` shut the read side).
-fn on_eof(env: Env, conn: &Conn) {
+pub(crate) fn on_eof(env: Env, conn: &Conn) {
   let (write_shut, is_unix, half_open) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.read_eof = true;

@@ -12,7 +12,7 @@ use mio::Interest;
 use napi::sys;
 
 use crate::bridge::{self, Completion};
-use crate::conn::{self, Conn, Io, Pending, Phase};
+use crate::conn::{self, Conn, How, Io, Pending, Phase};
 use crate::error::SysError;
 use crate::handlers::Event;
 use crate::js::{self, Called, Env, Value};
@@ -21,9 +21,6 @@ use crate::reactor::{self, Entry};
 
 pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
   let cfg = options::parse(env, options, OptEntry::Connect).map_err(|e| e.throw(env))?;
-  if cfg.tls == Tls::On {
-    return Err(crate::tls_unavailable(env));
-  }
   reactor::ensure(env)?;
   let has_connect_error = cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
@@ -47,7 +44,11 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
     Target::Unix(_) => None,
   };
   if let Ok(mut st) = conn.st.try_borrow_mut() {
-    st.pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred }));
+    let tls = match cfg.tls {
+      Tls::On(o) => Some(o),
+      Tls::Off => None,
+    };
+    st.pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred, tls }));
   }
   let Some(token) = reactor::with(|r| r.insert(Entry::Conn(conn.clone()))) else {
     return Err(napi::Error::from_reason("bunnet reactor unavailable"));
@@ -195,7 +196,7 @@ pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
 }
 
 fn connected(env: Env, conn: &Rc<Conn>) {
-  let deferred = {
+  let (deferred, tls) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     crate::debug::debug!(
       "connect: connected fd {} to {}",
@@ -203,11 +204,29 @@ fn connected(env: Env, conn: &Rc<Conn>) {
       st.remote.map_or_else(|| "unix socket".to_string(), |a| a.to_string())
     );
     st.phase = Phase::Open;
-    st.pending.take().map(|p| p.deferred)
+    match st.pending.take() {
+      Some(p) => {
+        let p = *p;
+        (Some(p.deferred), p.tls.map(|t| (t, p.host)))
+      }
+      None => (None, None),
+    }
   };
   conn.sync_ref();
   let Some(socket) = conn.socket(env) else { return };
-  conn::emit_open(env, conn);
+  if let Some((opts, host)) = tls {
+    if let Err(e) = crate::tls::start_client(conn, &opts, &host) {
+      crate::debug::debug!("tls: cannot start: {e}");
+      conn::close(env, conn, How::Reset, None);
+    } else if conn.handlers().is_some_and(|h| h.has(Event::Handshake)) {
+      // With a handshake handler, open runs at TCP connect, then the promise resolves.
+      crate::tls::mark_opened(conn);
+      conn::emit_open(env, conn);
+    }
+    // Without one, the promise resolves now and open runs after the handshake.
+  } else {
+    conn::emit_open(env, conn);
+  }
   if let Some(d) = deferred {
     js::settle(env, d, socket, true);
   }

@@ -54,6 +54,12 @@ pub(crate) fn string(env: Env, s: &str) -> Value {
   v
 }
 
+pub(crate) fn global(env: Env) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_get_global(env, &mut v) };
+  v
+}
+
 pub(crate) fn object(env: Env) -> Value {
   let mut v = ptr::null_mut();
   unsafe { sys::napi_create_object(env, &mut v) };

@@ -19,6 +19,7 @@
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `debug`: `NODE_DEBUG=bunnet` logging
+//! - `tls`: rustls sessions driven by the reactor (`config`, `verify`)
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -40,6 +41,7 @@ mod readbuf;
 mod socket;
 mod socket_tls;
 mod sockopt;
+mod tls;
 mod uv;
 
 use napi::bindgen_prelude::*;

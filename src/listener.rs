@@ -61,6 +61,8 @@ struct ListenerState {
   conns: HashSet<usize>,
   /// The unix path we created, unlinked by `stop()` (never a pre-existing file: bind fails then).
   unlink: Option<String>,
+  /// TLS listeners: the options and the configuration shared by connections without `requestCert`.
+  tls: Option<(Box<crate::tls::config::TlsOptions>, std::sync::Arc<rustls::ServerConfig>)>,
 }
 
 pub(crate) struct ListenerCore {
@@ -148,9 +150,14 @@ impl Class for ListenerHandle {
 
 pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Result<sys::napi_value> {
   let cfg = options::parse(env, options, OptEntry::Listen).map_err(|e| e.throw(env))?;
-  if cfg.tls == Tls::On {
-    return Err(crate::tls_unavailable(env));
-  }
+  let tls = match cfg.tls {
+    Tls::On(opts) => {
+      let shared = crate::tls::config::server(&opts, None)
+        .map_err(|e| ArgError::plain(format!("TLS configuration failed: {e}")).with_code("ERR_TLS_CONFIG").throw(env))?;
+      Some((opts, shared))
+    }
+    Tls::Off => None,
+  };
   reactor::ensure(env)?;
   let (io, hostname, port, unix) = bind(&cfg.target, cfg.exclusive, cfg.reuse_port, cfg.ipv6_only)
     .map_err(|e| e.throw(env))?;
@@ -166,6 +173,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
       allow_half_open: cfg.allow_half_open,
       conns: HashSet::new(),
       unlink,
+      tls,
     }),
     hostname,
     port,
@@ -281,7 +289,20 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
     conn::close(env, &conn, How::Reset, None);
     return;
   }
-  conn::emit_open(env, &conn);
+  let tls = core.st.try_borrow().ok().and_then(|st| st.tls.clone());
+  match tls {
+    None => conn::emit_open(env, &conn),
+    Some((opts, shared)) => {
+      if crate::tls::start_server(&conn, &opts, &shared).is_err() {
+        return conn::close(env, &conn, How::Reset, None);
+      }
+      // With a handshake handler, open runs at accept (authorized false); else after the handshake.
+      if conn.handlers().is_some_and(|h| h.has(crate::handlers::Event::Handshake)) {
+        crate::tls::mark_opened(&conn);
+        conn::emit_open(env, &conn);
+      }
+    }
+  }
 }
 
 

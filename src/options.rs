@@ -7,6 +7,7 @@ use napi::sys;
 use crate::error::ArgError;
 use crate::handlers::Handlers;
 use crate::js::{self, Env, Value};
+use crate::tls::config::TlsOptions;
 
 /// Where to connect to or listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +17,9 @@ pub(crate) enum Target {
 }
 
 /// The `tls` option after Bun's rules: `{}`, `false`, `null`, `undefined` all mean plain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tls {
   Off,
-  On,
+  On(Box<TlsOptions>),
 }
 
 pub(crate) struct SocketConfig {
@@ -167,7 +167,7 @@ fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
   use sys::ValueType as T;
   match js::type_of(env, v) {
     T::napi_undefined | T::napi_null => Ok(Tls::Off),
-    T::napi_boolean => Ok(if js::get_bool(env, v).unwrap_or(false) { Tls::On } else { Tls::Off }),
+    T::napi_boolean => Ok(if js::get_bool(env, v).unwrap_or(false) { Tls::On(Box::default()) } else { Tls::Off }),
     T::napi_object => {
       validate_tls_fields(env, v)?;
       let mut keys = std::ptr::null_mut();
@@ -179,7 +179,10 @@ fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
           return Err(Invalid::Pending);
         }
       }
-      Ok(if len == 0 { Tls::Off } else { Tls::On })
+      if len == 0 {
+        return Ok(Tls::Off);
+      }
+      Ok(Tls::On(Box::new(read_tls_options(env, v)?)))
     }
     _ => Err(ArgError::type_error("TLSOptions must be an object").into()),
   }
@@ -218,6 +221,66 @@ fn validate_tls_fields(env: Env, tls: Value) -> Result<(), Invalid> {
     }
   }
   Ok(())
+}
+
+/// The bytes of a string or binary value (PEM text, ALPN wire format).
+fn source_bytes(env: Env, v: Value) -> Vec<u8> {
+  if js::type_of(env, v) == sys::ValueType::napi_string {
+    return js::get_string(env, v).unwrap_or_default().into_bytes();
+  }
+  match crate::bytes::binary_view(env, v) {
+    // SAFETY: a live view of a JS buffer, copied before any JS runs.
+    Some((p, n)) if !p.is_null() => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+    _ => Vec::new(),
+  }
+}
+
+/// A PEM option: one source or an array of them.
+fn pem_sources(env: Env, tls: Value, key: &str) -> Result<Option<Vec<Vec<u8>>>, Invalid> {
+  let v = get(env, tls, key)?;
+  if absent(env, v) {
+    return Ok(None);
+  }
+  if is_array(env, v) {
+    return Ok(Some(array_items(env, v)?.into_iter().map(|i| source_bytes(env, i)).collect()));
+  }
+  Ok(Some(vec![source_bytes(env, v)]))
+}
+
+/// Reads the (already type-checked) `TLSOptions` into rustls material; bad PEM throws here.
+fn read_tls_options(env: Env, tls: Value) -> Result<TlsOptions, Invalid> {
+  use crate::tls::config;
+  let mut o = TlsOptions::default();
+  if let Some(ca) = pem_sources(env, tls, "ca")? {
+    o.ca = Some(config::certs(&ca)?);
+  }
+  let cert = pem_sources(env, tls, "cert")?;
+  let key = pem_sources(env, tls, "key")?;
+  if let (Some(cert), Some(key)) = (&cert, &key) {
+    o.chain = config::certs(cert)?;
+    o.key = Some(config::certified_key(o.chain.clone(), key)?);
+  } else if let Some(one) = cert.or(key) {
+    // Only one of the pair: still validate it as PEM, like Bun.
+    config::certs(&one).map(|_| ()).or_else(|e| if one.iter().any(|k| k.starts_with(b"-----BEGIN")) { Ok(()) } else { Err(e) })?;
+  }
+  let name = get(env, tls, "serverName")?;
+  let name = if absent(env, name) { get(env, tls, "servername")? } else { name };
+  if js::type_of(env, name) == sys::ValueType::napi_string {
+    o.server_name = js::get_string(env, name).filter(|n| !n.is_empty());
+  }
+  let reject = get(env, tls, "rejectUnauthorized")?;
+  o.reject_unauthorized = js::get_bool(env, reject).filter(|_| js::type_of(env, reject) == sys::ValueType::napi_boolean);
+  let request = get(env, tls, "requestCert")?;
+  o.request_cert = js::type_of(env, request) == sys::ValueType::napi_boolean && js::get_bool(env, request) == Some(true);
+  let alpn = get(env, tls, "ALPNProtocols")?;
+  if !absent(env, alpn) {
+    o.alpn = config::alpn_wire(&source_bytes(env, alpn));
+  }
+  let so = get(env, tls, "secureOptions")?;
+  if js::type_of(env, so) == sys::ValueType::napi_number {
+    o.secure_options = js::get_f64(env, so).unwrap_or(0.0) as u32;
+  }
+  Ok(o)
 }
 
 fn is_pem_source(env: Env, v: Value) -> bool {

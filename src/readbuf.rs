@@ -91,6 +91,11 @@ fn classify(r: io::Result<usize>, cap: usize, make: impl FnOnce(usize) -> Chunk)
 
 /// Reads once from `io` into memory suited to `bt`.
 pub(crate) fn read(env: Env, io: &Io, bt: BinaryType) -> Read {
+  read_from(env, bt, |b| io.read(b))
+}
+
+/// Reads once through `source` (a socket, or a TLS session's plaintext) into memory suited to `bt`.
+pub(crate) fn read_from(env: Env, bt: BinaryType, mut source: impl FnMut(&mut [u8]) -> io::Result<usize>) -> Read {
   STATE.with(|cell| {
     let Ok(mut guard) = cell.try_borrow_mut() else { return Read::Stop };
     if guard.is_none() {
@@ -104,13 +109,13 @@ pub(crate) fn read(env: Env, io: &Io, bt: BinaryType) -> Read {
         // SAFETY: `base` is the live backing store of `ab` (checked just above) and
         // `off + CHUNK <= SLAB`; no JS runs until the read returns.
         let buf = unsafe { std::slice::from_raw_parts_mut(base.add(off), CHUNK) };
-        let r = io.read(buf);
+        let r = source(buf);
         if let Ok(n) = r {
           st.used += (n + 7) & !7;
         }
         classify(r, CHUNK, |len| Chunk::View { ab, off, len })
       } else {
-        let r = io.read(&mut st.scratch);
+        let r = source(&mut st.scratch);
         let scratch = &st.scratch;
         classify(r, CHUNK, |n| Chunk::Value(data_value(env, bt, &scratch[..n])))
       };

@@ -1,66 +1,260 @@
-//! The TLS members of `Socket` as they answer on a plain (non-TLS) socket: the inert values Bun
-//! returns there (spec §6.4), never a throw. `upgradeTLS` validates its options as Bun does; the
-//! TLS session itself is not part of this build and says so.
+//! The TLS members of `Socket` (spec §6.4). On a plain socket each returns the inert value Bun
+//! returns there and never throws; on a TLS socket they answer from the rustls session.
 
-use napi::sys::napi_value as Value;
+use napi::sys::{self, napi_value as Value};
+use rustls::Connection;
 
 use crate::class::{Ctx, Method};
 use crate::error::{pending, ArgError};
 use crate::js;
 use crate::socket::SocketHandle;
+use crate::tls::{cert, verify_error_js, TlsState};
 
 type R = napi::Result<Value>;
 
-fn null(_: &SocketHandle, c: &Ctx) -> R {
+/// Runs `f` on the TLS session, or returns `plain` on a plain (or closed) socket.
+fn with_tls(s: &SocketHandle, c: &Ctx, plain: fn(&Ctx) -> R, f: impl FnOnce(&TlsState) -> R) -> R {
+  let st = s.conn.st.try_borrow().map_err(|_| pending())?;
+  match st.tls.as_deref() {
+    Some(t) => f(t),
+    None => plain(c),
+  }
+}
+
+fn null(c: &Ctx) -> R {
   c.null()
 }
-
-fn undefined(_: &SocketHandle, c: &Ctx) -> R {
+fn undefined(c: &Ctx) -> R {
   c.undefined()
 }
-
-fn no(_: &SocketHandle, c: &Ctx) -> R {
+fn no(c: &Ctx) -> R {
   c.boolean(false)
 }
 
 pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
-  ("getPeerCertificate", null),
-  ("getCertificate", undefined),
-  ("getCipher", undefined),
-  ("getTLSVersion", null),
-  ("getEphemeralKeyInfo", null),
-  ("getSharedSigalgs", undefined),
-  ("getTLSFinishedMessage", undefined),
-  ("getTLSPeerFinishedMessage", undefined),
-  ("getTLSTicket", undefined),
-  ("getSession", undefined),
-  ("setSession", undefined),
-  ("isSessionReused", no),
-  ("exportKeyingMaterial", undefined),
-  ("getAuthorizationError", null),
-  ("setMaxSendFragment", no),
-  ("disableRenegotiation", undefined),
-  ("renegotiate", undefined),
-  ("setVerifyMode", undefined),
-  ("setServername", undefined),
-  ("getServername", undefined),
+  ("getPeerCertificate", get_peer_certificate),
+  ("getCertificate", get_certificate),
+  ("getCipher", get_cipher),
+  ("getTLSVersion", get_tls_version),
+  ("getEphemeralKeyInfo", get_ephemeral_key_info),
+  ("getSharedSigalgs", get_shared_sigalgs),
+  ("getTLSFinishedMessage", |_, c| c.undefined()),
+  ("getTLSPeerFinishedMessage", |_, c| c.undefined()),
+  ("getTLSTicket", |_, c| c.undefined()),
+  ("getSession", |_, c| c.undefined()),
+  ("setSession", |_, c| c.undefined()),
+  ("isSessionReused", is_session_reused),
+  ("exportKeyingMaterial", export_keying_material),
+  ("getAuthorizationError", get_authorization_error),
+  ("setMaxSendFragment", set_max_send_fragment),
+  ("disableRenegotiation", |_, c| c.undefined()),
+  ("renegotiate", renegotiate),
+  ("setVerifyMode", |_, c| c.undefined()),
+  ("setServername", |_, c| c.undefined()),
+  ("getServername", get_servername),
   ("upgradeTLS", upgrade_tls),
 ];
 
-/// `authorized`: `false` on plain sockets.
+/// `authorized`: whether the peer's certificate verified (`false` on plain sockets).
 pub(crate) fn authorized(s: &SocketHandle, c: &Ctx) -> R {
-  no(s, c)
+  with_tls(s, c, no, |t| c.boolean(t.authorized))
 }
 
-/// `alpnProtocol`: `false` on plain sockets.
+/// `alpnProtocol`: `null` before the handshake, `false` when none was negotiated (and on plain
+/// sockets), else the protocol.
 pub(crate) fn alpn_protocol(s: &SocketHandle, c: &Ctx) -> R {
-  no(s, c)
+  with_tls(s, c, no, |t| {
+    if t.conn.is_handshaking() {
+      return c.null();
+    }
+    match t.conn.alpn_protocol() {
+      Some(p) => c.string(&String::from_utf8_lossy(p)),
+      None => c.boolean(false),
+    }
+  })
 }
 
-/// STARTTLS. Bun's argument errors first; then an honest "not implemented".
+fn get_peer_certificate(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, null, |t| match t.conn.peer_certificates().and_then(|p| p.first()) {
+    Some(der) => Ok(cert::to_js(c.env, der.as_ref())),
+    None => c.undefined(),
+  })
+}
+
+fn get_certificate(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |t| match &t.own_cert {
+    Some(der) => Ok(cert::to_js(c.env, der)),
+    None => c.undefined(),
+  })
+}
+
+fn version(t: &TlsState) -> Option<&'static str> {
+  match t.conn.protocol_version()? {
+    rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+    rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+    _ => None,
+  }
+}
+
+/// OpenSSL's name for a suite (TLS 1.3 names are the IANA ones).
+fn openssl_name(iana: &str) -> String {
+  let table = [
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),
+    ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"),
+  ];
+  table.iter().find(|(i, _)| *i == iana).map_or_else(|| iana.to_string(), |(_, o)| o.to_string())
+}
+
+fn get_cipher(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |t| {
+    let o = js::object(c.env);
+    match (t.conn.negotiated_cipher_suite(), version(t)) {
+      (Some(suite), Some(v)) => {
+        let iana = suite.suite().as_str().unwrap_or("unknown").to_string();
+        let iana = iana.replace("TLS13_", "TLS_");
+        let _ = js::set(c.env, o, "name", js::string(c.env, &openssl_name(&iana)));
+        let _ = js::set(c.env, o, "standardName", js::string(c.env, &iana));
+        let _ = js::set(c.env, o, "version", js::string(c.env, v));
+      }
+      _ => {
+        for k in ["name", "standardName", "version"] {
+          let _ = js::set(c.env, o, k, js::null(c.env));
+        }
+      }
+    }
+    Ok(o)
+  })
+}
+
+/// `"TLSv1.3"`/`"TLSv1.2"` once negotiated; `"unknown"` before (the typings' value).
+fn get_tls_version(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, null, |t| c.string(version(t).unwrap_or("unknown")))
+}
+
+fn get_ephemeral_key_info(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, null, |t| {
+    if t.server {
+      return c.null();
+    }
+    let o = js::object(c.env);
+    if version(t) == Some("TLSv1.2") {
+      if let Some(g) = t.conn.negotiated_key_exchange_group() {
+        let (name, size) = match g.name() {
+          rustls::NamedGroup::X25519 => ("X25519", 253.0),
+          rustls::NamedGroup::secp256r1 => ("prime256v1", 256.0),
+          rustls::NamedGroup::secp384r1 => ("secp384r1", 384.0),
+          _ => ("unknown", 0.0),
+        };
+        let _ = js::set(c.env, o, "type", js::string(c.env, "ECDH"));
+        let _ = js::set(c.env, o, "name", js::string(c.env, name));
+        let _ = js::set(c.env, o, "size", js::number(c.env, size));
+      }
+    }
+    Ok(o)
+  })
+}
+
+fn get_shared_sigalgs(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |_| {
+    let mut a = std::ptr::null_mut();
+    unsafe { sys::napi_create_array(c.env, &mut a) };
+    Ok(a)
+  })
+}
+
+fn is_session_reused(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, no, |t| c.boolean(t.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)))
+}
+
+fn get_authorization_error(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, null, |t| match &t.auth_error {
+    Some(e) => Ok(verify_error_js(c.env, e)),
+    None => c.null(),
+  })
+}
+
+fn set_max_send_fragment(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, no, |_| {
+    let v = c.arg(0);
+    if js::type_of(c.env, v) != sys::ValueType::napi_number {
+      return Err(ArgError::plain("Expected size to be a number").throw(c.env));
+    }
+    let n = js::get_f64(c.env, v).unwrap_or(0.0).trunc();
+    // rustls fixes the fragment size per configuration; sizes in OpenSSL's range are accepted.
+    c.boolean((512.0..=16384.0).contains(&n))
+  })
+}
+
+fn renegotiate(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |_| Err(ArgError::plain("TLS renegotiation is not supported").throw(c.env)))
+}
+
+/// Client: the name it asked for (SNI, or the IP it connected to). Server: the SNI the client
+/// sent, else the local address the client connected to (as Bun reports for IP connects).
+fn get_servername(s: &SocketHandle, c: &Ctx) -> R {
+  let local = s.conn.st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| crate::sockopt::local_addr(io.fd())));
+  with_tls(s, c, undefined, |t| match (&t.conn, &t.servername) {
+    (Connection::Client(_), Some(n)) => c.string(n),
+    (Connection::Server(sc), _) => match sc.server_name() {
+      Some(n) => c.string(n),
+      None => local.map_or_else(|| c.undefined(), |a| c.string(&a.ip().to_string())),
+    },
+    _ => c.undefined(),
+  })
+}
+
+fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |t| {
+    let env = c.env;
+    if c.argc < 2 {
+      return Err(ArgError::plain("Expected length and label to be provided").throw(env));
+    }
+    if js::type_of(env, c.arg(0)) != sys::ValueType::napi_number {
+      return Err(ArgError::plain("Expected length to be a number").throw(env));
+    }
+    let len = js::get_f64(env, c.arg(0)).unwrap_or(0.0);
+    if len < 0.0 {
+      return Err(ArgError::plain("Expected length to be a positive number").throw(env));
+    }
+    if js::type_of(env, c.arg(1)) != sys::ValueType::napi_string {
+      return Err(ArgError::plain("Expected label to be a string").throw(env));
+    }
+    let label = js::get_string(env, c.arg(1)).unwrap_or_default();
+    let ctx_v = c.arg(2);
+    let context: Option<Vec<u8>> = match js::type_of(env, ctx_v) {
+      sys::ValueType::napi_undefined => None,
+      sys::ValueType::napi_string => Some(js::get_string(env, ctx_v).unwrap_or_default().into_bytes()),
+      _ => match crate::bytes::binary_view(env, ctx_v) {
+        // SAFETY: a live view of a JS buffer, copied before any JS runs.
+        Some((p, n)) if !p.is_null() => Some(unsafe { std::slice::from_raw_parts(p, n) }.to_vec()),
+        Some(_) => Some(Vec::new()),
+        None => return Err(ArgError::plain("Expected context to be a string, Buffer or TypedArray").throw(env)),
+      },
+    };
+    if t.conn.is_handshaking() {
+      return Err(ArgError::plain("OpenSSL HANDSHAKE_NOT_COMPLETE via OPENSSL_internal SSL routines").throw(env));
+    }
+    let mut out = vec![0u8; len as usize];
+    if !out.is_empty() {
+      t.conn
+      .export_keying_material(&mut out, label.as_bytes(), context.as_deref())
+      .map_err(|e| ArgError::plain(e.to_string()).throw(env))?;
+    }
+    let mut b = std::ptr::null_mut();
+    let mut p = std::ptr::null_mut();
+    unsafe { sys::napi_create_buffer_copy(env, out.len(), out.as_ptr().cast(), &mut p, &mut b) };
+    Ok(b)
+  })
+}
+
+/// STARTTLS. Bun's argument errors first; the upgrade itself is not part of this build yet.
 fn upgrade_tls(_: &SocketHandle, c: &Ctx) -> R {
   let o = c.arg(0);
-  if js::type_of(c.env, o) != napi::sys::ValueType::napi_object {
+  if js::type_of(c.env, o) != sys::ValueType::napi_object {
     return Err(ArgError::plain("Expected options object").throw(c.env));
   }
   let socket = js::get(c.env, o, "socket").map_err(|_| pending())?;

@@ -100,9 +100,11 @@ export function getterThatThrowsPropagates(t) {
   t.is(t.throws(() => listen(options)), boom)
 }
 
-export function tlsIsRefusedHonestly(t) {
-  t.throws(() => connect({ hostname: '127.0.0.1', port: 1, tls: true, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
-  t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls: { serverName: 'x' }, socket: { data() {} } }), { code: 'ERR_NOT_IMPLEMENTED' })
+export function badPemThrowsSynchronously(t) {
+  for (const tls of [{ key: 'garbage', cert: 'garbage' }, { ca: 'garbage' }, { cert: Buffer.from('nope') }]) {
+    t.throws(() => connect({ hostname: '127.0.0.1', port: 1, tls, socket: { data() {} } }), { code: 'ERR_OSSL_PEM_NO_START_LINE' })
+    t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls, socket: { data() {} } }), { code: 'ERR_OSSL_PEM_NO_START_LINE' })
+  }
 }
 
 export async function classesCannotBeMisused(t) {

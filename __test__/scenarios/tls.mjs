@@ -1,0 +1,283 @@
+// TLS on rustls (spec §6): verification outcomes with Node's codes, handler order, ALPN, SNI,
+// certificates, keying material, client certificates, bulk integrity.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+
+import { connect, deferred, listen, until } from '../helpers.mjs'
+
+const pem = (n) => readFileSync(new URL(`../fixtures/tls/${n}`, import.meta.url))
+const serverTls = (extra = {}) => ({ key: pem('server-key.pem'), cert: pem('server.pem'), ...extra })
+
+/** A TLS echo listener recording its handshake outcome. */
+function tlsServer(t, tls = serverTls(), extra = {}) {
+  const seen = { handshakes: [], opens: 0 }
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls,
+    socket: {
+      open: () => seen.opens++,
+      handshake: (s, ok, err) => seen.handshakes.push([ok, err?.code ?? null, s.authorized]),
+      data: (s, d) => s.write(d),
+      ...extra,
+    },
+  })
+  t.teardown(() => l.stop(true))
+  return { l, seen }
+}
+
+/** Connects with a handshake handler; resolves { s, ok, err } at the handshake. */
+async function handshake(t, port, tls, extra = {}) {
+  const hs = deferred()
+  const log = []
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port,
+    tls,
+    socket: {
+      open: () => log.push('open'),
+      handshake: (s, ok, err) => {
+        log.push(`handshake ${ok}`)
+        hs.resolve({ ok, err })
+      },
+      data: (s, d) => log.push(`data ${d}`),
+      close: () => log.push('close'),
+      ...extra,
+    },
+  })
+  t.teardown(() => s.terminate())
+  return { s, log, ...(await hs.promise) }
+}
+
+export async function trustedCaVerifiesAndCarriesData(t) {
+  const { l, seen } = tlsServer(t)
+  const { s, ok, err, log } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  t.true(ok)
+  t.is(err, null)
+  t.true(s.authorized)
+  t.is(s.getAuthorizationError(), null)
+  t.is(s.getTLSVersion(), 'TLSv1.3')
+  t.like(s.getCipher(), { version: 'TLSv1.3' })
+  t.is(s.getCipher().name, s.getCipher().standardName)
+  t.is(s.getServername(), '127.0.0.1')
+  t.is(s.alpnProtocol, false)
+  t.is(s.write('hi'), 2)
+  await until(() => log.includes('data hi'))
+  t.deepEqual(log.slice(0, 2), ['open', 'handshake true'])
+  await until(() => seen.handshakes.length === 1)
+  // Bun: a server socket without requestCert reports success with UNABLE_TO_GET_ISSUER_CERT.
+  t.deepEqual(seen.handshakes[0], [true, 'UNABLE_TO_GET_ISSUER_CERT', false])
+}
+
+export async function peerCertificateHasNodesShape(t) {
+  const { l } = tlsServer(t)
+  const { s } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  const c = s.getPeerCertificate()
+  t.like(c, { subject: { CN: 'localhost' }, issuer: { CN: 'bunnet test CA' }, bits: 2048, exponent: '0x10001', ca: false })
+  t.is(Object.getPrototypeOf(c.subject), null)
+  t.is(c.subjectaltname, 'DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1')
+  t.regex(c.valid_from, /^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} GMT$/)
+  t.is(c.fingerprint256, createHash('sha256').update(c.raw).digest('hex').toUpperCase().match(/../g).join(':'))
+  t.true(Buffer.isBuffer(c.raw) && Buffer.isBuffer(c.pubkey))
+  t.is(c.modulus.length, 512)
+  t.deepEqual(c.ext_key_usage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'])
+  t.is(s.getCertificate(), undefined)
+}
+
+export async function untrustedCaIsRejectedByDefault(t) {
+  const { l, seen } = tlsServer(t, { key: pem('untrusted-key.pem'), cert: pem('untrusted.pem') })
+  const { s, ok, err, log } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  t.false(ok)
+  t.like(err, { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', message: 'unable to verify the first certificate', errno: 0 })
+  await until(() => log.includes('close'))
+  t.is(s.readyState, -1)
+  t.false(log.some((l) => l.startsWith('data')))
+  await until(() => seen.handshakes.length === 1)
+  t.false(seen.handshakes[0][0])
+}
+
+export async function hostnameMismatchToleratedStillFlowsButFails(t) {
+  const { l } = tlsServer(t)
+  const { s, ok, err, log } = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'other.example', rejectUnauthorized: false })
+  t.false(ok)
+  t.is(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID')
+  t.false(s.authorized)
+  t.is(s.write('x'), 1)
+  await until(() => log.includes('data x'))
+}
+
+export async function hostnameMismatchRejected(t) {
+  const { l } = tlsServer(t)
+  const { ok, err, log } = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'other.example' })
+  t.false(ok)
+  t.is(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID')
+  await until(() => log.includes('close'))
+}
+
+export async function selfSignedToleratedIsSuccessWithError(t) {
+  const { l } = tlsServer(t, { key: pem('self-key.pem'), cert: pem('self.pem') })
+  const r = await handshake(t, l.port, { rejectUnauthorized: false })
+  t.true(r.ok)
+  t.like(r.err, { code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'self signed certificate' })
+  t.false(r.s.authorized)
+  const strict = await handshake(t, l.port, true)
+  t.false(strict.ok)
+  t.is(strict.err.code, 'DEPTH_ZERO_SELF_SIGNED_CERT')
+  const trusted = await handshake(t, l.port, { ca: pem('self.pem') })
+  t.true(trusted.ok)
+  t.true(trusted.s.authorized)
+}
+
+export async function expiredCertificate(t) {
+  const { l } = tlsServer(t, { key: pem('expired-key.pem'), cert: pem('expired.pem') })
+  const { ok, err } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  t.false(ok)
+  t.is(err.code, 'CERT_HAS_EXPIRED')
+}
+
+export async function withoutHandshakeHandlerPromiseResolvesBeforeOpen(t) {
+  const { l } = tlsServer(t)
+  const order = []
+  const got = deferred()
+  const p = connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    tls: { ca: pem('ca.pem') },
+    socket: {
+      open(s) {
+        order.push(`open ${s.authorized}`)
+        s.write('in open')
+      },
+      data: (s, d) => got.resolve(String(d)),
+    },
+  })
+  p.then(() => order.push('resolved'))
+  const s = await p
+  t.teardown(() => s.end())
+  t.is(await got.promise, 'in open')
+  t.deepEqual(order, ['resolved', 'open true'])
+}
+
+export async function writesBeforeTheHandshakeAreDelivered(t) {
+  const { l } = tlsServer(t)
+  const got = []
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    tls: { ca: pem('ca.pem') },
+    socket: {
+      open: (s) => t.is(s.write('early'), 5),
+      handshake() {},
+      data: (s, d) => got.push(String(d)),
+    },
+  })
+  t.teardown(() => s.end())
+  await until(() => got.join('') === 'early')
+}
+
+export async function alpnAndSni(t) {
+  const names = []
+  const { l } = tlsServer(t, serverTls({ ALPNProtocols: '\x02h2\x08http/1.1' }), {
+    handshake: (s) => names.push([s.getServername(), s.alpnProtocol]),
+  })
+  const a = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'localhost', ALPNProtocols: Buffer.from('\x08http/1.1\x02h2') })
+  t.true(a.ok)
+  t.is(a.s.alpnProtocol, 'h2')
+  t.is(a.s.getServername(), 'localhost')
+  await until(() => names.length === 1)
+  t.deepEqual(names[0], ['localhost', 'h2'])
+  const none = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'localhost', ALPNProtocols: '\x06spdy/1' })
+  t.false(none.ok)
+  t.is(none.err.code, 'EPROTO')
+}
+
+export async function keyingMaterialMatchesOnBothSides(t) {
+  const serverSide = deferred()
+  const { l } = tlsServer(t, serverTls(), { handshake: (s) => serverSide.resolve(s.exportKeyingMaterial(32, 'EXPERIMENTAL-bunnet', Buffer.from('ctx'))) })
+  const { s } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  const mine = s.exportKeyingMaterial(32, 'EXPERIMENTAL-bunnet', Buffer.from('ctx'))
+  t.is(mine.length, 32)
+  t.true(mine.equals(await serverSide.promise))
+  t.is(s.exportKeyingMaterial(0, 'x').length, 0)
+  t.throws(() => s.exportKeyingMaterial(1), { message: 'Expected length and label to be provided' })
+  t.throws(() => s.exportKeyingMaterial('1', 'x'), { message: 'Expected length to be a number' })
+  t.throws(() => s.exportKeyingMaterial(1, 2), { message: 'Expected label to be a string' })
+}
+
+export async function clientCertificates(t) {
+  const required = tlsServer(t, serverTls({ ca: pem('ca.pem'), requestCert: true }))
+  const withCert = await handshake(t, required.l.port, { ca: pem('ca.pem'), key: pem('client-key.pem'), cert: pem('client.pem') })
+  t.true(withCert.ok)
+  await until(() => required.seen.handshakes.length === 1)
+  t.deepEqual(required.seen.handshakes[0], [true, null, true])
+  t.like(withCert.s.getCertificate(), { subject: { CN: 'bunnet client' } })
+  const errors = []
+  const without = await handshake(t, required.l.port, { ca: pem('ca.pem') }, { error: (s, e) => errors.push(e.code) })
+  // TLS 1.3: the client finishes first, then learns of the missing certificate from an alert.
+  t.true(without.ok)
+  await until(() => without.log.includes('close'))
+  await until(() => required.seen.handshakes.length === 2)
+  t.is(required.seen.handshakes[1][0], false)
+  t.deepEqual(errors, ['EPROTO'])
+  const lenient = tlsServer(t, serverTls({ ca: pem('ca.pem'), requestCert: true, rejectUnauthorized: false }))
+  const anon = await handshake(t, lenient.l.port, { ca: pem('ca.pem') })
+  t.true(anon.ok)
+  await until(() => lenient.seen.handshakes.length === 1)
+  t.deepEqual(lenient.seen.handshakes[0], [true, 'UNABLE_TO_GET_ISSUER_CERT', false])
+}
+
+export async function listenerWithoutCertificateFailsEveryHandshake(t) {
+  const { l, seen } = tlsServer(t, true)
+  const { ok, err, log } = await handshake(t, l.port, { rejectUnauthorized: false })
+  t.false(ok)
+  t.is(err.code, 'EPROTO')
+  await until(() => log.includes('close'))
+  await until(() => seen.handshakes.length === 1)
+  t.false(seen.handshakes[0][0])
+}
+
+export async function tlsClientAgainstPlainServerFails(t) {
+  const chunks = []
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data: (s, d) => { chunks.push(d); s.end('HTTP/1.1 400 Bad Request\r\n\r\n') } } })
+  t.teardown(() => l.stop(true))
+  const { ok, err } = await handshake(t, l.port, true)
+  t.false(ok)
+  t.is(err.code, 'EPROTO')
+  t.true(chunks.length > 0)
+}
+
+export async function bulkEchoKeepsEveryByte(t) {
+  const total = 8 * 1024 * 1024
+  const src = Buffer.alloc(total)
+  for (let i = 0; i < total; i += 4) src.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const recv = createHash('sha256')
+  let received = 0
+  const done = deferred()
+  let off = 0
+  const pump = (s) => {
+    while (off < total) {
+      const n = s.write(src, off, Math.min(128 * 1024, total - off))
+      if (n <= 0) return
+      off += n
+    }
+  }
+  const { l } = tlsServer(t)
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    tls: { ca: pem('ca.pem') },
+    socket: {
+      open: pump,
+      drain: pump,
+      data(s, d) {
+        recv.update(d)
+        received += d.length
+        if (received === total) done.resolve()
+      },
+    },
+  })
+  t.teardown(() => s.end())
+  await done.promise
+  t.is(s.bytesWritten, total)
+  t.is(recv.digest('hex'), createHash('sha256').update(src).digest('hex'))
+}

@@ -1,0 +1,192 @@
+//! `TLSOptions` → rustls configurations (ring provider).
+//!
+//! Certificates and keys are parsed once, at `connect`/`listen` time, so bad PEM throws
+//! synchronously as in Bun (`ERR_OSSL_PEM_NO_START_LINE`). The system trust store is loaded once
+//! per process; `ca` replaces it.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+use super::verify::{ClientVerifier, ServerVerifier, Verdict};
+use crate::error::ArgError;
+
+const NO_TLSV1_2: u32 = 0x0800_0000;
+const NO_TLSV1_3: u32 = 0x2000_0000;
+
+/// The validated `tls` option.
+#[derive(Clone, Default)]
+pub(crate) struct TlsOptions {
+  pub ca: Option<Vec<CertificateDer<'static>>>,
+  pub chain: Vec<CertificateDer<'static>>,
+  pub key: Option<Arc<CertifiedKey>>,
+  pub server_name: Option<String>,
+  pub reject_unauthorized: Option<bool>,
+  pub request_cert: bool,
+  pub alpn: Vec<Vec<u8>>,
+  pub secure_options: u32,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+  static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+  P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+}
+
+fn pem_error() -> ArgError {
+  ArgError::plain("error:0900006e:PEM routines:OPENSSL_internal:NO_START_LINE").with_code("ERR_OSSL_PEM_NO_START_LINE")
+}
+
+/// Certificates from PEM sources (each may hold several).
+pub(crate) fn certs(sources: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>, ArgError> {
+  let mut out = Vec::new();
+  for s in sources {
+    let before = out.len();
+    for c in CertificateDer::pem_slice_iter(s) {
+      out.push(c.map_err(|_| pem_error())?);
+    }
+    if out.len() == before {
+      return Err(pem_error());
+    }
+  }
+  Ok(out)
+}
+
+/// The private key (first PEM key found) bound to `chain`.
+pub(crate) fn certified_key(chain: Vec<CertificateDer<'static>>, keys: &[Vec<u8>]) -> Result<Arc<CertifiedKey>, ArgError> {
+  let der = keys.iter().find_map(|k| PrivateKeyDer::from_pem_slice(k).ok()).ok_or_else(pem_error)?;
+  let signing = provider()
+    .key_provider
+    .load_private_key(der)
+    .map_err(|e| ArgError::plain(format!("Invalid private key: {e}")).with_code("ERR_OSSL_UNSUPPORTED"))?;
+  Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+/// ALPN protocols from Bun's wire format (`"\x02h2\x08http/1.1"`).
+pub(crate) fn alpn_wire(bytes: &[u8]) -> Vec<Vec<u8>> {
+  let mut out = Vec::new();
+  let mut rest = bytes;
+  while let Some((&len, tail)) = rest.split_first() {
+    let len = usize::from(len);
+    if len == 0 || tail.len() < len {
+      break;
+    }
+    out.push(tail[..len].to_vec());
+    rest = &tail[len..];
+  }
+  out
+}
+
+fn versions(secure_options: u32) -> Vec<&'static SupportedProtocolVersion> {
+  let mut v = Vec::new();
+  if secure_options & NO_TLSV1_3 == 0 {
+    v.push(&rustls::version::TLS13);
+  }
+  if secure_options & NO_TLSV1_2 == 0 {
+    v.push(&rustls::version::TLS12);
+  }
+  if v.is_empty() {
+    v.push(&rustls::version::TLS13);
+  }
+  v
+}
+
+fn system_roots() -> Arc<RootCertStore> {
+  static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+  ROOTS
+    .get_or_init(|| {
+      let mut store = RootCertStore::empty();
+      for c in rustls_native_certs::load_native_certs().certs {
+        let _ = store.add(c);
+      }
+      if store.is_empty() {
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+      }
+      Arc::new(store)
+    })
+    .clone()
+}
+
+fn roots(ca: &Option<Vec<CertificateDer<'static>>>) -> Arc<RootCertStore> {
+  match ca {
+    None => system_roots(),
+    Some(certs) => {
+      let mut store = RootCertStore::empty();
+      for c in certs {
+        let _ = store.add(c.clone());
+      }
+      Arc::new(store)
+    }
+  }
+}
+
+/// `rejectUnauthorized` for clients: the option, else `NODE_TLS_REJECT_UNAUTHORIZED`, else true.
+pub(crate) fn client_rejects(opts: &TlsOptions) -> bool {
+  opts.reject_unauthorized.unwrap_or_else(|| std::env::var("NODE_TLS_REJECT_UNAUTHORIZED").map_or(true, |v| v != "0"))
+}
+
+/// A client configuration whose verifier reports into `verdict`.
+pub(crate) fn client(opts: &TlsOptions, verdict: Verdict) -> Result<Arc<ClientConfig>, String> {
+  let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&opts.ca), provider())
+    .build()
+    .map_err(|e| e.to_string())?;
+  let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts), verdict });
+  let builder = ClientConfig::builder_with_provider(provider())
+    .with_protocol_versions(&versions(opts.secure_options))
+    .map_err(|e| e.to_string())?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier);
+  let mut cfg = match &opts.key {
+    Some(k) => builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(k.clone()))),
+    None => builder.with_no_client_auth(),
+  };
+  cfg.alpn_protocols = opts.alpn.clone();
+  cfg.enable_sni = true;
+  Ok(Arc::new(cfg))
+}
+
+/// Serves the listener's one certificate (none: every handshake fails, as Bun's `tls: true`).
+#[derive(Debug)]
+struct OneCert(Option<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for OneCert {
+  fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    self.0.clone()
+  }
+}
+
+/// A server configuration; with `requestCert` the client verifier reports into `verdict`.
+pub(crate) fn server(opts: &TlsOptions, verdict: Option<Verdict>) -> Result<Arc<ServerConfig>, String> {
+  let builder = ServerConfig::builder_with_provider(provider())
+    .with_protocol_versions(&versions(opts.secure_options))
+    .map_err(|e| e.to_string())?;
+  let builder = match verdict.filter(|_| opts.request_cert) {
+    Some(verdict) => {
+      let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&opts.ca), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| e.to_string())?;
+      let reject = opts.reject_unauthorized.unwrap_or(true);
+      builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, reject_unauthorized: reject, verdict }))
+    }
+    None => builder.with_no_client_auth(),
+  };
+  let mut cfg = builder.with_cert_resolver(Arc::new(OneCert(opts.key.clone())));
+  cfg.alpn_protocols = opts.alpn.clone();
+  Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn alpn_wire_format() {
+    assert_eq!(alpn_wire(b"\x02h2\x08http/1.1"), vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(alpn_wire(b"\x05h2"), Vec::<Vec<u8>>::new());
+  }
+}

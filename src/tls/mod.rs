@@ -1,0 +1,421 @@
+//! TLS on rustls, sans-IO, driven by the same reactor as plain sockets (spec §6).
+//!
+//! The fd stays non-blocking and edge-triggered; ciphertext is read here, fed to the rustls
+//! session, and the plaintext it yields goes to `data` exactly like plain bytes. `write()` hands
+//! plaintext to the session (bounded by a 64 KiB buffer limit, so the return value keeps Bun's
+//! "bytes taken" meaning: what was taken will be delivered) and flushes ciphertext to the fd.
+//!
+//! Handler order (spec §2.4, §6.3): with a `handshake` handler, `open` runs at TCP connect and
+//! `handshake(socket, success, authorizationError)` when the handshake ends; without one, `open`
+//! runs after a successful handshake. Writes made before the handshake are buffered by the
+//! session and sent right after it (Bun loses them; bunnet does not).
+
+pub(crate) mod cert;
+pub(crate) mod config;
+pub(crate) mod verify;
+
+use std::io::{self, Read as _, Write as _};
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::ServerName;
+use rustls::Connection;
+
+use crate::conn::{self, Conn, How, Io, Phase};
+use crate::handlers::Event;
+use crate::js::{self, Called, Env, HandleScope, Value};
+use crate::readbuf::{self, Read};
+use config::TlsOptions;
+use verify::{Verdict, VerifyError};
+
+/// Plaintext the session may hold before `write()` starts returning less than asked.
+const BUFFER_LIMIT: usize = 64 * 1024;
+
+pub(crate) struct TlsState {
+  pub conn: Connection,
+  verdict: Verdict,
+  pub server: bool,
+  /// The handshake has ended (either way) and been reported.
+  pub done: bool,
+  /// `open` has run.
+  pub opened: bool,
+  request_cert: bool,
+  pub servername: Option<String>,
+  /// This side's own certificate (DER), for `getCertificate()`.
+  pub own_cert: Option<Vec<u8>>,
+  pub authorized: bool,
+  pub auth_error: Option<VerifyError>,
+}
+
+fn new_verdict() -> Verdict {
+  Arc::new(Mutex::new(None))
+}
+
+/// Starts the client side of TLS on a connected socket (writes the ClientHello).
+pub(crate) fn start_client(conn: &Conn, opts: &TlsOptions, host: &str) -> Result<(), String> {
+  let verdict = new_verdict();
+  let cfg = config::client(opts, verdict.clone())?;
+  let bare = host.trim_start_matches('[').trim_end_matches(']');
+  let name_str = opts.server_name.clone().unwrap_or_else(|| bare.to_string());
+  let name = match name_str.parse::<IpAddr>() {
+    Ok(ip) => ServerName::IpAddress(ip.into()),
+    Err(_) => ServerName::try_from(name_str.clone()).map_err(|e| e.to_string())?,
+  };
+  let mut c = rustls::ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
+  c.set_buffer_limit(Some(BUFFER_LIMIT));
+  let own = opts.key.as_ref().and_then(|_| opts.chain.first()).map(|c| c.as_ref().to_vec());
+  install(conn, Connection::Client(c), verdict, false, false, Some(name_str), own);
+  Ok(())
+}
+
+/// Starts the server side of TLS on an accepted socket.
+pub(crate) fn start_server(conn: &Conn, opts: &TlsOptions, shared: &Arc<rustls::ServerConfig>) -> Result<(), String> {
+  let verdict = new_verdict();
+  let cfg = if opts.request_cert { config::server(opts, Some(verdict.clone()))? } else { shared.clone() };
+  let mut c = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
+  c.set_buffer_limit(Some(BUFFER_LIMIT));
+  let own = opts.chain.first().map(|c| c.as_ref().to_vec());
+  install(conn, Connection::Server(c), verdict, true, opts.request_cert, None, own);
+  Ok(())
+}
+
+fn install(conn: &Conn, c: Connection, verdict: Verdict, server: bool, request_cert: bool, servername: Option<String>, own_cert: Option<Vec<u8>>) {
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    st.tls = Some(Box::new(TlsState {
+      conn: c,
+      verdict,
+      server,
+      done: false,
+      opened: false,
+      request_cert,
+      servername,
+      own_cert,
+      authorized: false,
+      auth_error: None,
+    }));
+    flush_state(&mut st);
+  }
+}
+
+/// Writes pending ciphertext to the fd; `true` when nothing is left pending.
+fn flush_state(st: &mut conn::ConnState) -> bool {
+  let Some(fd) = st.io.as_ref().map(Io::fd) else { return true };
+  let Some(t) = st.tls.as_mut() else { return true };
+  let mut w = FdWriter(fd);
+  while t.conn.wants_write() {
+    match t.conn.write_tls(&mut w) {
+      Ok(_) => {}
+      Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+      Err(_) => return false,
+    }
+  }
+  true
+}
+
+struct FdWriter(i32);
+
+impl io::Write for FdWriter {
+  fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    let n = unsafe { libc::send(self.0, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if n < 0 {
+      Err(io::Error::last_os_error())
+    } else {
+      Ok(n as usize)
+    }
+  }
+  fn flush(&mut self) -> io::Result<()> {
+    Ok(())
+  }
+}
+
+/// `write()` on a TLS socket: plaintext taken by the session (flushed as ciphertext now or on
+/// the next writable edge).
+pub(crate) fn send(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
+  let Some(t) = st.tls.as_mut() else { return -1 };
+  let n = match t.conn.writer().write(bytes) {
+    Ok(n) => n,
+    Err(_) => return -1,
+  };
+  st.bytes_written += n as u64;
+  if n < bytes.len() {
+    st.want_drain = true;
+  }
+  flush_state(st);
+  n as i64
+}
+
+/// Before a graceful close: close_notify, and whatever ciphertext the kernel does not take now
+/// is handed to the background flush (`linger`).
+pub(crate) fn on_close(st: &mut conn::ConnState) {
+  if let Some(t) = st.tls.as_mut() {
+    t.conn.send_close_notify();
+  }
+  flush_state(st);
+  if let Some(t) = st.tls.as_mut() {
+    let mut rest = Vec::new();
+    while t.conn.wants_write() {
+      if t.conn.write_tls(&mut rest).is_err() {
+        break;
+      }
+    }
+    if !rest.is_empty() {
+      st.unsent = Some(rest);
+    }
+  }
+}
+
+/// Readiness on an open TLS socket.
+pub(crate) fn on_event(env: Env, c: &Conn, writable: bool, readable: bool, hup: bool) {
+  if writable {
+    let drain = match c.st.try_borrow_mut() {
+      Ok(mut st) => {
+        let flushed = flush_state(&mut st);
+        let done = st.tls.as_ref().is_some_and(|t| t.done);
+        if flushed && done && st.want_drain {
+          st.want_drain = false;
+          true
+        } else {
+          false
+        }
+      }
+      Err(_) => false,
+    };
+    if drain {
+      conn::emit(env, c, Event::Drain, &[]);
+    }
+  }
+  if readable || hup {
+    on_readable(env, c);
+  }
+}
+
+struct FdReader(i32);
+
+impl io::Read for FdReader {
+  fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+      Err(io::Error::last_os_error())
+    } else {
+      Ok(n as usize)
+    }
+  }
+}
+
+enum Step {
+  Fed,
+  Eof,
+  Failed(io::Error),
+  Stop,
+  Tls(rustls::Error),
+}
+
+/// Reads ciphertext until the socket is drained (edge-triggered). rustls pulls only what it has
+/// room for, so when its plaintext buffer is full the rest waits in the kernel until the
+/// plaintext has been delivered.
+fn on_readable(env: Env, c: &Conn) {
+  loop {
+    let step = {
+      let Ok(mut st) = c.st.try_borrow_mut() else { return };
+      if st.phase != Phase::Open || st.paused || st.read_eof {
+        return;
+      }
+      let Some(fd) = st.io.as_ref().map(Io::fd) else { return };
+      let Some(t) = st.tls.as_mut() else { return };
+      match t.conn.read_tls(&mut FdReader(fd)) {
+        Ok(0) => Step::Eof,
+        Ok(_) => match t.conn.process_new_packets() {
+          Ok(_) => Step::Fed,
+          Err(e) => Step::Tls(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        // "received plaintext buffer full": deliver what is there, then read on.
+        Err(e) if e.kind() == io::ErrorKind::Other => Step::Fed,
+        Err(e) => Step::Failed(e),
+      }
+    };
+    match step {
+      Step::Fed => after_packets(env, c),
+      Step::Eof => return on_eof(env, c),
+      Step::Failed(e) => {
+        let err = crate::error::SysError::from_io(&e, "read").to_js(env);
+        return conn::close(env, c, How::Gone, Some(err));
+      }
+      Step::Tls(e) => return handshake_or_fatal(env, c, Err(e)),
+      Step::Stop => return,
+    }
+  }
+}
+
+/// After new records: report a finished handshake, deliver plaintext, flush.
+fn after_packets(env: Env, c: &Conn) {
+  let finished = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.done && !t.conn.is_handshaking())).unwrap_or(false);
+  if finished {
+    handshake_done(env, c);
+  }
+  deliver_plaintext(env, c);
+  if let Ok(mut st) = c.st.try_borrow_mut() {
+    flush_state(&mut st);
+  }
+}
+
+fn deliver_plaintext(env: Env, c: &Conn) {
+  loop {
+    let _hs = HandleScope::open(env);
+    let Some(h) = c.handlers() else { return };
+    let r = {
+      let Ok(mut st) = c.st.try_borrow_mut() else { return };
+      if st.phase != Phase::Open || st.paused {
+        return;
+      }
+      let Some(t) = st.tls.as_mut() else { return };
+      if !t.done {
+        return;
+      }
+      readbuf::read_from(env, h.binary_type, |b| t.conn.reader().read(b))
+    };
+    match r {
+      Read::Data(chunk, _) => {
+        if let Some(socket) = c.socket(env) {
+          if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
+            conn::route_error(env, &h, socket, e);
+          }
+        }
+      }
+      // close_notify: the peer finished sending.
+      Read::Eof => return on_eof(env, c),
+      Read::Failed(_) | Read::Stop => return,
+    }
+  }
+}
+
+fn on_eof(env: Env, c: &Conn) {
+  let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
+  if !done {
+    return handshake_or_fatal(env, c, Ok(()));
+  }
+  conn::on_eof(env, c);
+}
+
+/// The handshake completed: work out `authorized`/`authorizationError` the way Node and Bun do,
+/// then `handshake(...)` or (without that handler) `open`.
+fn handshake_done(env: Env, c: &Conn) {
+  let (success, err) = {
+    let Ok(mut st) = c.st.try_borrow_mut() else { return };
+    let Some(t) = st.tls.as_mut() else { return };
+    t.done = true;
+    let recorded = t.verdict.lock().ok().and_then(|mut v| v.take());
+    let has_peer_cert = t.conn.peer_certificates().is_some_and(|p| !p.is_empty());
+    let (authorized, error, success) = if t.server && (!t.request_cert || !has_peer_cert) {
+      (false, Some(VerifyError::new("UNABLE_TO_GET_ISSUER_CERT", "unable to get issuer certificate")), true)
+    } else {
+      match recorded {
+        None => (true, None, true),
+        Some(e) => {
+          let tolerated = t.server || e.code != "ERR_TLS_CERT_ALTNAME_INVALID";
+          (false, Some(e), tolerated)
+        }
+      }
+    };
+    t.authorized = authorized;
+    t.auth_error = error.clone();
+    (success, error)
+  };
+  let has_handshake = c.handlers().is_some_and(|h| h.has(Event::Handshake));
+  if has_handshake {
+    let e = err.map_or_else(|| js::null(env), |e| verify_error_js(env, &e));
+    let ok = {
+      let mut v = std::ptr::null_mut();
+      unsafe { napi::sys::napi_get_boolean(env, success, &mut v) };
+      v
+    };
+    conn::emit(env, c, Event::Handshake, &[ok, e]);
+  } else if !opened(c) {
+    mark_opened(c);
+    conn::emit_open(env, c);
+  }
+  // Writes made before the handshake that were cut short get their drain now.
+  let drain = match c.st.try_borrow_mut() {
+    Ok(mut st) if st.phase == Phase::Open && st.want_drain => {
+      let flushed = flush_state(&mut st);
+      st.want_drain = !flushed;
+      flushed
+    }
+    _ => false,
+  };
+  if drain {
+    conn::emit(env, c, Event::Drain, &[]);
+  }
+}
+
+fn opened(c: &Conn) -> bool {
+  c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.opened)).unwrap_or(true)
+}
+
+pub(crate) fn mark_opened(c: &Conn) {
+  if let Ok(mut st) = c.st.try_borrow_mut() {
+    if let Some(t) = st.tls.as_mut() {
+      t.opened = true;
+    }
+  }
+}
+
+/// A TLS failure: during the handshake, `handshake(s, false, err)` (or, without that handler,
+/// `open` once) then `close`; after it, `error(s, err)` then `close`. Never a silent clean close.
+fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
+  let (done, recorded) = {
+    let Ok(mut st) = c.st.try_borrow_mut() else { return };
+    flush_state(&mut st);
+    let Some(t) = st.tls.as_mut() else { return };
+    let done = t.done;
+    t.done = true;
+    (done, t.verdict.lock().ok().and_then(|mut v| v.take()))
+  };
+  let err = match (&cause, recorded) {
+    (_, Some(v)) => verify_error_js(env, &v),
+    (Ok(()), None) => tls_error_js(env, "ECONNRESET", "Client network socket disconnected before secure TLS connection was established"),
+    (Err(e), None) => tls_error_js(env, "EPROTO", &openssl_style(e)),
+  };
+  if done {
+    conn::emit(env, c, Event::Error, &[err]);
+  } else if c.handlers().is_some_and(|h| h.has(Event::Handshake)) {
+    let no = {
+      let mut v = std::ptr::null_mut();
+      unsafe { napi::sys::napi_get_boolean(env, false, &mut v) };
+      v
+    };
+    conn::emit(env, c, Event::Handshake, &[no, err]);
+  } else if !opened(c) {
+    mark_opened(c);
+    conn::emit_open(env, c);
+  }
+  conn::close(env, c, How::Gone, None);
+}
+
+fn openssl_style(e: &rustls::Error) -> String {
+  match e {
+    rustls::Error::AlertReceived(a) => {
+      let name = format!("{a:?}").to_uppercase();
+      format!("error:10000410:SSL routines:OPENSSL_internal:TLSV1_ALERT_{name}")
+    }
+    rustls::Error::NoApplicationProtocol => "error:100000ea:SSL routines:OPENSSL_internal:NO_APPLICATION_PROTOCOL".into(),
+    rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+      "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER".into()
+    }
+    other => format!("error:10000000:SSL routines:OPENSSL_internal:{}", other.to_string().to_uppercase().replace(' ', "_")),
+  }
+}
+
+fn tls_error_js(env: Env, code: &str, message: &str) -> Value {
+  let mut e = std::ptr::null_mut();
+  unsafe { napi::sys::napi_create_error(env, std::ptr::null_mut(), js::string(env, message), &mut e) };
+  let _ = js::set(env, e, "code", js::string(env, code));
+  let _ = js::set(env, e, "errno", js::number(env, 0.0));
+  e
+}
+
+pub(crate) fn verify_error_js(env: Env, v: &VerifyError) -> Value {
+  tls_error_js(env, v.code, &v.message)
+}

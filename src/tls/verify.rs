@@ -1,0 +1,164 @@
+//! Certificate verification with Node's error codes.
+//!
+//! rustls's WebPKI verifiers do the real work (chain, signatures, names, validity); these
+//! wrappers translate a failure into the `code`/`message` Node and Bun report
+//! (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `DEPTH_ZERO_SELF_SIGNED_CERT`,
+//! `ERR_TLS_CERT_ALTNAME_INVALID`, `CERT_HAS_EXPIRED`, ...) and record it for the connection.
+//! With `rejectUnauthorized: false` the failure is recorded but the handshake goes on.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+
+/// A verification failure as Node names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VerifyError {
+  pub code: &'static str,
+  pub message: String,
+}
+
+impl VerifyError {
+  pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+    VerifyError { code, message: message.into() }
+  }
+}
+
+/// Where one connection's verifier leaves its verdict.
+pub(crate) type Verdict = Arc<Mutex<Option<VerifyError>>>;
+
+fn is_self_signed(cert: &CertificateDer<'_>) -> bool {
+  x509_parser::parse_x509_certificate(cert.as_ref()).is_ok_and(|(_, c)| c.subject() == c.issuer())
+}
+
+/// Node's code and message for a rustls certificate error.
+pub(crate) fn node_error(e: &Error, leaf: &CertificateDer<'_>, host: &str) -> VerifyError {
+  match e {
+    Error::InvalidCertificate(ce) => match ce {
+      // A self-signed leaf that is not itself trusted: whatever webpki tripped on while looking
+      // for an issuer (unknown issuer, a same-named root with another key, CA-as-end-entity).
+      CertificateError::UnknownIssuer | CertificateError::BadSignature | CertificateError::Other(_) if is_self_signed(leaf) => {
+        VerifyError::new("DEPTH_ZERO_SELF_SIGNED_CERT", "self signed certificate")
+      }
+      CertificateError::UnknownIssuer => {
+        VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate")
+      }
+      CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+        let kind = if host.parse::<std::net::IpAddr>().is_ok() { "IP" } else { "Host" };
+        VerifyError::new(
+          "ERR_TLS_CERT_ALTNAME_INVALID",
+          format!("Hostname/IP does not match certificate's altnames: {kind}: {host} is not in the cert's list: "),
+        )
+      }
+      CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+        VerifyError::new("CERT_HAS_EXPIRED", "certificate has expired")
+      }
+      CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+        VerifyError::new("CERT_NOT_YET_VALID", "certificate is not yet valid")
+      }
+      CertificateError::Revoked => VerifyError::new("CERT_REVOKED", "certificate revoked"),
+      other => VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", format!("certificate verify failed: {other:?}")),
+    },
+    other => VerifyError::new("EPROTO", other.to_string()),
+  }
+}
+
+#[derive(Debug)]
+pub(crate) struct ServerVerifier {
+  pub inner: Arc<rustls::client::WebPkiServerVerifier>,
+  pub reject_unauthorized: bool,
+  pub verdict: Verdict,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+  fn verify_server_cert(
+    &self,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    ocsp: &[u8],
+    now: UnixTime,
+  ) -> Result<ServerCertVerified, Error> {
+    match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+      Ok(v) => Ok(v),
+      Err(e) => {
+        let host = match server_name {
+          ServerName::DnsName(d) => d.as_ref().to_string(),
+          ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+          _ => String::new(),
+        };
+        if let Ok(mut v) = self.verdict.lock() {
+          *v = Some(node_error(&e, end_entity, &host));
+        }
+        if self.reject_unauthorized {
+          Err(e)
+        } else {
+          Ok(ServerCertVerified::assertion())
+        }
+      }
+    }
+  }
+
+  fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    self.inner.verify_tls12_signature(m, c, d)
+  }
+
+  fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    self.inner.verify_tls13_signature(m, c, d)
+  }
+
+  fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+    self.inner.supported_verify_schemes()
+  }
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientVerifier {
+  pub inner: Arc<dyn ClientCertVerifier>,
+  pub reject_unauthorized: bool,
+  pub verdict: Verdict,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+  fn root_hint_subjects(&self) -> &[DistinguishedName] {
+    self.inner.root_hint_subjects()
+  }
+
+  fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> Result<ClientCertVerified, Error> {
+    match self.inner.verify_client_cert(end_entity, intermediates, now) {
+      Ok(v) => Ok(v),
+      Err(e) => {
+        if let Ok(mut v) = self.verdict.lock() {
+          *v = Some(node_error(&e, end_entity, ""));
+        }
+        if self.reject_unauthorized {
+          Err(e)
+        } else {
+          Ok(ClientCertVerified::assertion())
+        }
+      }
+    }
+  }
+
+  fn offer_client_auth(&self) -> bool {
+    true
+  }
+
+  fn client_auth_mandatory(&self) -> bool {
+    self.reject_unauthorized
+  }
+
+  fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    self.inner.verify_tls12_signature(m, c, d)
+  }
+
+  fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    self.inner.verify_tls13_signature(m, c, d)
+  }
+
+  fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+    self.inner.supported_verify_schemes()
+  }
+}
