@@ -117,6 +117,8 @@ pub(crate) struct ConnState {
   pub is_v6: bool,
   /// The TLS session, on TLS sockets.
   pub tls: Option<Box<crate::tls::TlsState>>,
+  /// Client sockets: the host name connected to (SNI default for `upgradeTLS`).
+  pub host: Option<Box<str>>,
 }
 
 pub(crate) struct Conn {
@@ -150,6 +152,7 @@ impl Conn {
         remote: None,
         is_v6: false,
         tls: None,
+        host: None,
       }),
     })
   }
@@ -225,6 +228,19 @@ impl Conn {
         _ => return -1,
       }
     }
+  }
+
+  /// A closed connection with this one's counters and family (what a detached handle reads).
+  pub(crate) fn closed_copy(&self) -> Rc<Conn> {
+    let c = Conn::new(Rc::new(RefCell::new(Handlers::empty())), false, false);
+    if let (Ok(mut st), Ok(old)) = (c.st.try_borrow_mut(), self.st.try_borrow()) {
+      st.phase = Phase::Closed;
+      st.handlers = None;
+      st.bytes_written = old.bytes_written;
+      st.is_unix = old.is_unix;
+      st.is_v6 = old.is_v6;
+    }
+    c
   }
 
   /// Keeps the tail of an `end(data)` for the background flush (see `linger`).

@@ -207,6 +207,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
     match st.pending.take() {
       Some(p) => {
         let p = *p;
+        st.host = Some(p.host.clone().into_boxed_str());
         (Some(p.deferred), p.tls.map(|t| (t, p.host)))
       }
       None => (None, None),

@@ -130,6 +130,11 @@ impl Handlers {
       })
   }
 
+  /// A set with no handlers (placeholder for closed stand-ins).
+  pub(crate) fn empty() -> Rc<Handlers> {
+    Rc::new(Handlers { env: std::ptr::null_mut(), fns: [std::ptr::null_mut(); COUNT], binary_type: BinaryType::Buffer })
+  }
+
   pub(crate) fn has(&self, e: Event) -> bool {
     !self.fns[e as usize].is_null()
   }

@@ -82,8 +82,3 @@ pub fn classes_js(env: Env) -> Result<Raw> {
   js::set(e, o, "SocketListener", l).map_err(|_| error::pending())?;
   Ok(Raw(o))
 }
-
-/// TLS is not part of this build yet: say so instead of silently connecting in plaintext.
-pub(crate) fn tls_unavailable(env: js::Env) -> napi::Error {
-  error::ArgError::plain("TLS is not implemented in this version of bunnet").with_code("ERR_NOT_IMPLEMENTED").throw(env)
-}

@@ -163,7 +163,7 @@ fn parse_bool(env: Env, options: Value, key: &str) -> Result<bool, Invalid> {
     .ok_or_else(|| ArgError::type_error(format!("SocketOptions.{key} must be a boolean")).into())
 }
 
-fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
+pub(crate) fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
   use sys::ValueType as T;
   match js::type_of(env, v) {
     T::napi_undefined | T::napi_null => Ok(Tls::Off),

@@ -20,8 +20,23 @@ use crate::sockopt;
 
 /// The native side of a JS `Socket`: a handle on the connection.
 pub(crate) struct SocketHandle {
-  pub(crate) conn: Rc<Conn>,
+  /// Swapped for a closed stand-in when `upgradeTLS()` detaches this handle.
+  conn: RefCell<Rc<Conn>>,
   wrap: Cell<sys::napi_ref>,
+}
+
+impl SocketHandle {
+  pub(crate) fn conn(&self) -> Rc<Conn> {
+    self.conn.borrow().clone()
+  }
+
+  /// Points this handle at a closed copy of its connection (the original socket after
+  /// `upgradeTLS()`: readyState -1, writes -1), keeping `bytesWritten`.
+  pub(crate) fn detach(&self) {
+    let old = self.conn();
+    let dead = Conn::closed_copy(&old);
+    *self.conn.borrow_mut() = dead;
+  }
 }
 
 thread_local! {
@@ -73,7 +88,7 @@ impl Class for SocketHandle {
 /// Creates the JS object for `conn`; the connection holds its (strong) wrap reference until
 /// close.
 pub(crate) fn new_js(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::Result<Value> {
-  let (obj, wrap) = class::instantiate(env, SocketHandle { conn: conn.clone(), wrap: Cell::new(std::ptr::null_mut()) })?;
+  let (obj, wrap) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) })?;
   js::set(env, obj, "data", data).map_err(|_| pending())?;
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     st.js = wrap;
@@ -81,12 +96,21 @@ pub(crate) fn new_js(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::
   Ok(obj)
 }
 
+/// A second JS handle on `conn` that does not keep the connection's object slot (the `raw`
+/// half of `upgradeTLS()`); the connection does not hold it alive.
+pub(crate) fn new_js_view(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::Result<Value> {
+  let (obj, wrap) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) })?;
+  js::set(env, obj, "data", data).map_err(|_| pending())?;
+  class::release(env, wrap);
+  Ok(obj)
+}
+
 /// `write(data, byteOffset?, byteLength?)`: sends now, returns the bytes the kernel took, `0`
 /// while a `drain` is owed, `-1` once closed or shut down.
 fn write(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  match with_bytes(c.env, c.arg(0), c.arg(1), c.arg(2), |b| s.conn.send(b)) {
+  match with_bytes(c.env, c.arg(0), c.arg(1), c.arg(2), |b| s.conn().send(b)) {
     Ok(Some(n)) => c.number(n as f64),
-    Ok(None) => c.number(if s.conn.is_open() { 0.0 } else { -1.0 }),
+    Ok(None) => c.number(if s.conn().is_open() { 0.0 } else { -1.0 }),
     Err(bad) => Err(bad.throw(c.env)),
   }
 }
@@ -97,9 +121,9 @@ fn write(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// taken (`0` without data), `-1` if already closed.
 fn end(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let sent = with_bytes(c.env, c.arg(0), c.arg(1), c.arg(2), |b| {
-    let n = s.conn.send(b);
+    let n = s.conn().send(b);
     if n >= 0 && (n as usize) < b.len() {
-      s.conn.keep_unsent(&b[n as usize..]);
+      s.conn().keep_unsent(&b[n as usize..]);
       return b.len() as i64;
     }
     n
@@ -109,22 +133,22 @@ fn end(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
     Ok(None) => 0,
     Err(bad) => return Err(bad.throw(c.env)),
   };
-  if !s.conn.is_open() {
+  if !s.conn().is_open() {
     return c.number(-1.0);
   }
-  conn::close(c.env, &s.conn, How::Graceful, None);
+  conn::close(c.env, &s.conn(), How::Graceful, None);
   c.number(if written < 0 { -1.0 } else { written as f64 })
 }
 
 /// Graceful close, like `end()` without data; `close` runs before this returns.
 fn close(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  conn::close(c.env, &s.conn, How::Graceful, None);
+  conn::close(c.env, &s.conn(), How::Graceful, None);
   c.undefined()
 }
 
 /// Abortive close: the peer gets a reset (SO_LINGER 0); `close` runs before this returns.
 fn terminate(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  conn::close(c.env, &s.conn, How::Reset, None);
+  conn::close(c.env, &s.conn(), How::Reset, None);
   c.undefined()
 }
 
@@ -132,7 +156,7 @@ fn terminate(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// `shutdown(true)` shuts the read side (this socket's own `end` handler runs next).
 fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let read_side = js::truthy(c.env, c.arg(0));
-  if let Ok(mut st) = s.conn.st.try_borrow_mut() {
+  if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     if let (Phase::Open, Some(fd)) = (st.phase, st.io.as_ref().map(conn::Io::fd)) {
       if read_side {
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
@@ -162,12 +186,12 @@ fn timeout(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let secs = if n.is_nan() { 0.0 } else { n.trunc() };
   // Far-future deadlines (1e10 s) saturate to "never" rather than overflow.
   let at = (secs > 0.0).then(|| Instant::now().checked_add(Duration::from_secs_f64(secs.min(1e12)))).flatten();
-  conn::set_timeout(&s.conn, at);
+  conn::set_timeout(&s.conn(), at);
   c.undefined()
 }
 
 fn set_ref(s: &SocketHandle, c: &Ctx, on: bool) -> napi::Result<Value> {
-  let changed = match s.conn.st.try_borrow_mut() {
+  let changed = match s.conn().st.try_borrow_mut() {
     Ok(mut st) if st.phase == Phase::Open => {
       st.refed = on;
       true
@@ -175,7 +199,7 @@ fn set_ref(s: &SocketHandle, c: &Ctx, on: bool) -> napi::Result<Value> {
     _ => false,
   };
   if changed {
-    s.conn.sync_ref();
+    s.conn().sync_ref();
   }
   c.undefined()
 }
@@ -192,7 +216,7 @@ fn unref(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// Stops delivering `data` until `resume()`; unread bytes wait in the kernel.
 fn pause(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  if let Ok(mut st) = s.conn.st.try_borrow_mut() {
+  if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     st.paused = true;
   }
   c.undefined()
@@ -200,8 +224,8 @@ fn pause(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// Resumes `data` delivery, including bytes that arrived while paused.
 fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  let token = s.conn.token.get();
-  if let Ok(mut st) = s.conn.st.try_borrow_mut() {
+  let token = s.conn().token.get();
+  if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     let was_paused = std::mem::replace(&mut st.paused, false);
     if was_paused && st.phase == Phase::Open {
       if let Some(io) = st.io.as_mut() {
@@ -218,7 +242,7 @@ fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// `reload({ socket })`: replaces this socket's handlers; the next event uses them.
 fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let arg = (c.argc > 0 && !js::is_undefined(c.env, c.arg(0))).then(|| c.arg(0));
-  if !s.conn.is_open() {
+  if !s.conn().is_open() {
     // Bun: a closed socket ignores reload() without validating, except for a missing argument.
     return match arg {
       None => Err(ArgError::plain("Expected 1 argument").throw(c.env)),
@@ -227,14 +251,15 @@ fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   }
   let h = handlers::from_reload_arg(c.env, arg, "Expected \"socket\" option")?;
   let slot: HandlerSlot = Rc::new(RefCell::new(h));
-  if let Ok(mut st) = s.conn.st.try_borrow_mut() {
+  if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     st.handlers = Some(slot);
   }
   c.undefined()
 }
 
 fn with_fd(s: &SocketHandle, f: impl FnOnce(i32, bool) -> bool) -> bool {
-  let Ok(st) = s.conn.st.try_borrow() else { return false };
+  let conn = s.conn();
+  let Ok(st) = conn.st.try_borrow() else { return false };
   match (st.phase, st.io.as_ref()) {
     (Phase::Open, Some(io)) => f(io.fd(), st.is_unix),
     _ => false,
@@ -285,22 +310,23 @@ fn set_keep_alive(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// `1` while open, `-1` once closed (spec §4.1).
 fn ready_state(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  c.number(if s.conn.is_open() { 1.0 } else { -1.0 })
+  c.number(if s.conn().is_open() { 1.0 } else { -1.0 })
 }
 
 /// Bytes the kernel accepted so far (every `write`/`end` return value summed).
 fn bytes_written(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  c.number(s.conn.st.try_borrow().map_or(0.0, |st| st.bytes_written as f64))
+  c.number(s.conn().st.try_borrow().map_or(0.0, |st| st.bytes_written as f64))
 }
 
 /// The file descriptor, `-1` once closed.
 fn fd(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  let fd = s.conn.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(conn::Io::fd)).unwrap_or(-1);
+  let fd = s.conn().st.try_borrow().ok().and_then(|st| st.io.as_ref().map(conn::Io::fd)).unwrap_or(-1);
   c.number(f64::from(fd))
 }
 
 fn live_addr(s: &SocketHandle, local: bool) -> Option<std::net::SocketAddr> {
-  let st = s.conn.st.try_borrow().ok()?;
+  let conn = s.conn();
+  let st = conn.st.try_borrow().ok()?;
   if st.phase != Phase::Open || st.is_unix {
     return None;
   }
@@ -337,7 +363,7 @@ fn local_port(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// `remoteFamily`/`localFamily`: kept after close; `undefined` on unix sockets.
 fn family(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  match s.conn.st.try_borrow() {
+  match s.conn().st.try_borrow() {
     Ok(st) if !st.is_unix => c.string(if st.is_v6 { "IPv6" } else { "IPv4" }),
     _ => c.undefined(),
   }
@@ -345,6 +371,6 @@ fn family(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// The listener that accepted this socket (`undefined` for clients and once closed).
 fn listener(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  let l = s.conn.st.try_borrow().ok().and_then(|st| st.listener.clone());
+  let l = s.conn().st.try_borrow().ok().and_then(|st| st.listener.clone());
   Ok(l.and_then(|l| l.js_object(c.env)).unwrap_or_else(|| js::undefined(c.env)))
 }

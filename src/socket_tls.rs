@@ -4,7 +4,13 @@
 use napi::sys::{self, napi_value as Value};
 use rustls::Connection;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::class::{Ctx, Method};
+use crate::conn::{self, How, Phase};
+use crate::handlers::Handlers;
+use crate::options::{self, Tls};
 use crate::error::{pending, ArgError};
 use crate::js;
 use crate::socket::SocketHandle;
@@ -14,7 +20,8 @@ type R = napi::Result<Value>;
 
 /// Runs `f` on the TLS session, or returns `plain` on a plain (or closed) socket.
 fn with_tls(s: &SocketHandle, c: &Ctx, plain: fn(&Ctx) -> R, f: impl FnOnce(&TlsState) -> R) -> R {
-  let st = s.conn.st.try_borrow().map_err(|_| pending())?;
+  let conn = s.conn();
+  let st = conn.st.try_borrow().map_err(|_| pending())?;
   match st.tls.as_deref() {
     Some(t) => f(t),
     None => plain(c),
@@ -196,7 +203,7 @@ fn renegotiate(s: &SocketHandle, c: &Ctx) -> R {
 /// Client: the name it asked for (SNI, or the IP it connected to). Server: the SNI the client
 /// sent, else the local address the client connected to (as Bun reports for IP connects).
 fn get_servername(s: &SocketHandle, c: &Ctx) -> R {
-  let local = s.conn.st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| crate::sockopt::local_addr(io.fd())));
+  let local = s.conn().st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| crate::sockopt::local_addr(io.fd())));
   with_tls(s, c, undefined, |t| match (&t.conn, &t.servername) {
     (Connection::Client(_), Some(n)) => c.string(n),
     (Connection::Server(sc), _) => match sc.server_name() {
@@ -251,19 +258,62 @@ fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
   })
 }
 
-/// STARTTLS. Bun's argument errors first; the upgrade itself is not part of this build yet.
-fn upgrade_tls(_: &SocketHandle, c: &Ctx) -> R {
+/// STARTTLS: `upgradeTLS({ data?, tls, socket })` → `[raw, tls]` (spec §6.5). Two new
+/// sockets on the same connection: `tls` carries plaintext with the given handlers (its `open`
+/// runs before this returns, `handshake` later); `raw` keeps the original `data`. The original
+/// object is detached (readyState -1, writes -1). Works on client and accepted sockets.
+fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
+  let env = c.env;
   let o = c.arg(0);
-  if js::type_of(c.env, o) != sys::ValueType::napi_object {
-    return Err(ArgError::plain("Expected options object").throw(c.env));
+  if js::type_of(env, o) != sys::ValueType::napi_object {
+    return Err(ArgError::plain("Expected options object").throw(env));
   }
-  let socket = js::get(c.env, o, "socket").map_err(|_| pending())?;
-  if js::is_undefined(c.env, socket) {
-    return Err(ArgError::plain("Expected \"socket\" option").throw(c.env));
+  let socket = js::get(env, o, "socket").map_err(|_| pending())?;
+  if js::is_undefined(env, socket) {
+    return Err(ArgError::plain("Expected \"socket\" option").throw(env));
   }
-  let tls = js::get(c.env, o, "tls").map_err(|_| pending())?;
-  if !js::truthy(c.env, tls) {
-    return Err(ArgError::plain("Expected \"tls\" option").throw(c.env));
+  let tls_v = js::get(env, o, "tls").map_err(|_| pending())?;
+  if !js::truthy(env, tls_v) {
+    return Err(ArgError::plain("Expected \"tls\" option").throw(env));
   }
-  Err(crate::tls_unavailable(c.env))
+  let handlers = Handlers::from_js(env, socket).map_err(|e| e.map_or_else(pending, |e| e.throw(env)))?;
+  let opts = match options::parse_tls(env, tls_v).map_err(|e| e.throw(env))? {
+    Tls::On(o) => o,
+    Tls::Off => Box::default(),
+  };
+  let conn = s.conn();
+  let (is_server, host) = match conn.st.try_borrow() {
+    Ok(st) if st.phase == Phase::Open && st.tls.is_none() => (st.listener.is_some(), st.host.clone()),
+    _ => return Err(ArgError::plain("Cannot upgrade a socket that is closed or already TLS").throw(env)),
+  };
+  let new_data = js::get(env, o, "data").map_err(|_| pending())?;
+  let old_data = js::get(env, c.this, "data").map_err(|_| pending())?;
+  let raw = crate::socket::new_js_view(env, &conn, old_data)?;
+  let old_ref = conn.st.try_borrow().map(|st| st.js).unwrap_or(std::ptr::null_mut());
+  let tls = crate::socket::new_js(env, &conn, new_data)?;
+  crate::class::release(env, old_ref);
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    st.handlers = Some(Rc::new(RefCell::new(handlers)));
+  }
+  s.detach();
+  let started = if is_server {
+    crate::tls::config::server(&opts, None).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
+  } else {
+    let remote = conn.st.try_borrow().ok().and_then(|st| st.remote.map(|a| a.ip().to_string()));
+    let host = host.map(String::from).or(remote).unwrap_or_default();
+    crate::tls::start_client(&conn, &opts, &host)
+  };
+  if let Err(e) = started {
+    conn::close(env, &conn, How::Reset, None);
+    return Err(ArgError::plain(format!("TLS upgrade failed: {e}")).throw(env));
+  }
+  crate::tls::mark_opened(&conn);
+  conn::emit_open(env, &conn);
+  let mut arr = std::ptr::null_mut();
+  unsafe {
+    sys::napi_create_array_with_length(env, 2, &mut arr);
+    sys::napi_set_element(env, arr, 0, raw);
+    sys::napi_set_element(env, arr, 1, tls);
+  }
+  Ok(arr)
 }

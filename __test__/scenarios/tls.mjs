@@ -281,3 +281,66 @@ export async function bulkEchoKeepsEveryByte(t) {
   t.is(s.bytesWritten, total)
   t.is(recv.digest('hex'), createHash('sha256').update(src).digest('hex'))
 }
+
+export async function startTlsBothWays(t) {
+  // A plain connection that both sides upgrade after a "STARTTLS" exchange, SMTP-style.
+  const serverLog = []
+  const upgraded = deferred()
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: {
+      data(s, d) {
+        if (String(d) !== 'STARTTLS\r\n') return
+        s.write('220 go ahead\r\n')
+        const [raw, tls] = s.upgradeTLS({
+          tls: serverTls(),
+          data: 'server-tls',
+          socket: {
+            open: (x) => serverLog.push(`open ${x.data}`),
+            handshake: (x, ok) => serverLog.push(`handshake ${ok}`),
+            data: (x, d) => x.write(`secure:${d}`),
+          },
+        })
+        upgraded.resolve({ raw, tls, original: s })
+      },
+    },
+  })
+  t.teardown(() => l.stop(true))
+  const got = deferred()
+  const clientLog = []
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    data: 'plain',
+    socket: {
+      data(s, d) {
+        if (!String(d).startsWith('220')) return
+        const [raw, tls] = s.upgradeTLS({
+          tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+          data: 'client-tls',
+          socket: {
+            open: (x) => clientLog.push(`open ${x.data}`),
+            handshake(x, ok, err) {
+              clientLog.push(`handshake ${ok} ${err}`)
+              x.write('hello')
+            },
+            data: (x, d) => got.resolve(String(d)),
+          },
+        })
+        clientLog.push(`upgraded ${s.readyState} ${raw.readyState} ${tls.readyState} ${raw.data} ${tls !== s && raw !== s && raw !== tls}`)
+        t.is(s.write('x'), -1)
+      },
+    },
+  })
+  t.teardown(() => c.terminate())
+  c.write('STARTTLS\r\n')
+  t.is(await got.promise, 'secure:hello')
+  t.deepEqual(clientLog, ['open client-tls', 'upgraded -1 1 1 plain true', 'handshake true null'])
+  const { raw, tls, original } = await upgraded.promise
+  t.is(original.readyState, -1)
+  t.is(raw.readyState, 1)
+  t.is(tls.data, 'server-tls')
+  t.is(tls.getTLSVersion(), 'TLSv1.3')
+  t.deepEqual(serverLog.slice(0, 2), ['open server-tls', 'handshake true'])
+}
