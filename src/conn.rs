@@ -119,6 +119,8 @@ pub(crate) struct ConnState {
   pub tls: Option<Box<crate::tls::TlsState>>,
   /// Client sockets: the host name connected to (SNI default for `upgradeTLS`).
   pub host: Option<Box<str>>,
+  /// A client TLS start waiting for `open` to return (see `tls::PendingClient`).
+  pub pending_tls: Option<Box<crate::tls::PendingClient>>,
 }
 
 pub(crate) struct Conn {
@@ -153,6 +155,7 @@ impl Conn {
         is_v6: false,
         tls: None,
         host: None,
+        pending_tls: None,
       }),
     })
   }
@@ -208,6 +211,9 @@ impl Conn {
     }
     if st.tls.is_some() {
       return crate::tls::send(&mut st, bytes);
+    }
+    if st.pending_tls.is_some() {
+      return crate::tls::send_pending(&mut st, bytes);
     }
     loop {
       let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };

@@ -216,15 +216,24 @@ fn connected(env: Env, conn: &Rc<Conn>) {
   conn.sync_ref();
   let Some(socket) = conn.socket(env) else { return };
   if let Some((opts, host)) = tls {
-    if let Err(e) = crate::tls::start_client(conn, &opts, &host) {
+    if conn.handlers().is_some_and(|h| h.has(Event::Handshake)) {
+      // With a handshake handler, open runs at TCP connect (then the promise resolves); the
+      // ClientHello waits for it so setSession()/setServername() in open take effect.
+      if let Ok(mut st) = conn.st.try_borrow_mut() {
+        st.pending_tls = Some(Box::new(crate::tls::PendingClient { opts, host, early: Vec::new(), session: None, servername: None }));
+      }
+      conn::emit_open(env, conn);
+      if let Err(e) = crate::tls::start_pending(conn) {
+        crate::debug::debug!("tls: cannot start: {e}");
+        conn::close(env, conn, How::Reset, None);
+      } else {
+        crate::tls::mark_opened(conn);
+      }
+    } else if let Err(e) = crate::tls::start_client(conn, &opts, &host, None) {
+      // Without one, the promise resolves now and open runs after the handshake.
       crate::debug::debug!("tls: cannot start: {e}");
       conn::close(env, conn, How::Reset, None);
-    } else if conn.handlers().is_some_and(|h| h.has(Event::Handshake)) {
-      // With a handshake handler, open runs at TCP connect, then the promise resolves.
-      crate::tls::mark_opened(conn);
-      conn::emit_open(env, conn);
     }
-    // Without one, the promise resolves now and open runs after the handshake.
   } else {
     conn::emit_open(env, conn);
   }

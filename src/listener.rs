@@ -152,7 +152,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
   let cfg = options::parse(env, options, OptEntry::Listen).map_err(|e| e.throw(env))?;
   let tls = match cfg.tls {
     Tls::On(opts) => {
-      let shared = crate::tls::config::server(&opts, None)
+      let shared = crate::tls::config::server(&opts)
         .map_err(|e| ArgError::plain(format!("TLS configuration failed: {e}")).with_code("ERR_TLS_CONFIG").throw(env))?;
       Some((opts, shared))
     }

@@ -28,6 +28,15 @@ fn with_tls(s: &SocketHandle, c: &Ctx, plain: fn(&Ctx) -> R, f: impl FnOnce(&Tls
   }
 }
 
+/// For members that answer differently in `open` before the ClientHello (a client TLS start
+/// pending): `Some(server name)` then.
+fn pending_name(s: &SocketHandle) -> Option<String> {
+  let conn = s.conn();
+  let st = conn.st.try_borrow().ok()?;
+  let p = st.pending_tls.as_ref()?;
+  Some(p.servername.clone().or_else(|| p.opts.server_name.clone()).unwrap_or_else(|| p.host.clone()))
+}
+
 fn null(c: &Ctx) -> R {
   c.null()
 }
@@ -48,8 +57,8 @@ pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
   ("getTLSFinishedMessage", |_, c| c.undefined()),
   ("getTLSPeerFinishedMessage", |_, c| c.undefined()),
   ("getTLSTicket", |_, c| c.undefined()),
-  ("getSession", |_, c| c.undefined()),
-  ("setSession", |_, c| c.undefined()),
+  ("getSession", get_session),
+  ("setSession", set_session),
   ("isSessionReused", is_session_reused),
   ("exportKeyingMaterial", export_keying_material),
   ("getAuthorizationError", get_authorization_error),
@@ -57,7 +66,7 @@ pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
   ("disableRenegotiation", |_, c| c.undefined()),
   ("renegotiate", renegotiate),
   ("setVerifyMode", |_, c| c.undefined()),
-  ("setServername", |_, c| c.undefined()),
+  ("setServername", set_servername),
   ("getServername", get_servername),
   ("upgradeTLS", upgrade_tls),
 ];
@@ -70,6 +79,9 @@ pub(crate) fn authorized(s: &SocketHandle, c: &Ctx) -> R {
 /// `alpnProtocol`: `null` before the handshake, `false` when none was negotiated (and on plain
 /// sockets), else the protocol.
 pub(crate) fn alpn_protocol(s: &SocketHandle, c: &Ctx) -> R {
+  if pending_name(s).is_some() {
+    return c.null();
+  }
   with_tls(s, c, no, |t| {
     if t.conn.is_handshaking() {
       return c.null();
@@ -82,6 +94,9 @@ pub(crate) fn alpn_protocol(s: &SocketHandle, c: &Ctx) -> R {
 }
 
 fn get_peer_certificate(s: &SocketHandle, c: &Ctx) -> R {
+  if pending_name(s).is_some() {
+    return c.undefined();
+  }
   with_tls(s, c, null, |t| match t.conn.peer_certificates().and_then(|p| p.first()) {
     Some(der) => Ok(cert::to_js(c.env, der.as_ref())),
     None => c.undefined(),
@@ -139,6 +154,9 @@ fn get_cipher(s: &SocketHandle, c: &Ctx) -> R {
 
 /// `"TLSv1.3"`/`"TLSv1.2"` once negotiated; `"unknown"` before (the typings' value).
 fn get_tls_version(s: &SocketHandle, c: &Ctx) -> R {
+  if pending_name(s).is_some() {
+    return c.string("unknown");
+  }
   with_tls(s, c, null, |t| c.string(version(t).unwrap_or("unknown")))
 }
 
@@ -202,7 +220,80 @@ fn renegotiate(s: &SocketHandle, c: &Ctx) -> R {
 
 /// Client: the name it asked for (SNI, or the IP it connected to). Server: the SNI the client
 /// sent, else the local address the client connected to (as Bun reports for IP connects).
+/// Client: a token for this connection's session once a ticket arrived (`undefined` before).
+fn get_session(s: &SocketHandle, c: &Ctx) -> R {
+  with_tls(s, c, undefined, |t| match t.sessions.as_ref().and_then(|x| x.export()) {
+    Some(token) => {
+      let mut b = std::ptr::null_mut();
+      let mut p = std::ptr::null_mut();
+      unsafe { sys::napi_create_buffer_copy(c.env, token.len(), token.as_ptr().cast(), &mut p, &mut b) };
+      Ok(b)
+    }
+    None => c.undefined(),
+  })
+}
+
+/// Offers a session from `getSession()`: effective in `open` of a client with a `handshake`
+/// handler (before the ClientHello); ignored otherwise, as in Bun.
+fn set_session(s: &SocketHandle, c: &Ctx) -> R {
+  let conn = s.conn();
+  let is_tls = conn.st.try_borrow().is_ok_and(|st| st.tls.is_some() || st.pending_tls.is_some());
+  if !is_tls {
+    return c.undefined();
+  }
+  let v = c.arg(0);
+  let bytes = match js::type_of(c.env, v) {
+    sys::ValueType::napi_string => js::get_string(c.env, v).unwrap_or_default().into_bytes(),
+    sys::ValueType::napi_object => match crate::bytes::binary_view(c.env, v) {
+      // SAFETY: a live view of a JS buffer, copied before any JS runs.
+      Some((p, n)) if !p.is_null() => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+      Some(_) => Vec::new(),
+      None => return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env)),
+    },
+    _ => return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env)),
+  };
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    if let Some(p) = st.pending_tls.as_mut() {
+      p.session = Some(bytes);
+    }
+  }
+  c.undefined()
+}
+
+/// Client, in `open` before the handshake: the SNI name (and the name checked). Later: Bun's
+/// errors.
+fn set_servername(s: &SocketHandle, c: &Ctx) -> R {
+  let conn = s.conn();
+  let (pending, tls, server) = match conn.st.try_borrow() {
+    Ok(st) => (st.pending_tls.is_some(), st.tls.is_some(), st.tls.as_ref().is_some_and(|t| t.server)),
+    Err(_) => return c.undefined(),
+  };
+  if !pending && !tls {
+    return c.undefined();
+  }
+  if server {
+    return Err(ArgError::plain("Cannot issue SNI from a TLS server-side socket").throw(c.env));
+  }
+  if c.argc == 0 {
+    return Err(ArgError::plain("Expected 1 argument").throw(c.env));
+  }
+  if js::type_of(c.env, c.arg(0)) != sys::ValueType::napi_string {
+    return Err(ArgError::plain("Expected \"serverName\" to be a string").throw(c.env));
+  }
+  let name = js::get_string(c.env, c.arg(0)).unwrap_or_default();
+  if let Ok(mut st) = conn.st.try_borrow_mut() {
+    if let Some(p) = st.pending_tls.as_mut() {
+      p.servername = Some(name);
+      return c.undefined();
+    }
+  }
+  Err(ArgError::plain("Already started.").throw(c.env))
+}
+
 fn get_servername(s: &SocketHandle, c: &Ctx) -> R {
+  if let Some(name) = pending_name(s) {
+    return c.string(&name);
+  }
   let local = s.conn().st.try_borrow().ok().and_then(|st| st.io.as_ref().and_then(|io| crate::sockopt::local_addr(io.fd())));
   with_tls(s, c, undefined, |t| match (&t.conn, &t.servername) {
     (Connection::Client(_), Some(n)) => c.string(n),
@@ -297,11 +388,11 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   }
   s.detach();
   let started = if is_server {
-    crate::tls::config::server(&opts, None).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
+    crate::tls::config::server(&opts).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
   } else {
     let remote = conn.st.try_borrow().ok().and_then(|st| st.remote.map(|a| a.ip().to_string()));
     let host = host.map(String::from).or(remote).unwrap_or_default();
-    crate::tls::start_client(&conn, &opts, &host)
+    crate::tls::start_client(&conn, &opts, &host, None)
   };
   if let Err(e) = started {
     conn::close(env, &conn, How::Reset, None);

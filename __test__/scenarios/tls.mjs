@@ -344,3 +344,60 @@ export async function startTlsBothWays(t) {
   t.is(tls.getTLSVersion(), 'TLSv1.3')
   t.deepEqual(serverLog.slice(0, 2), ['open server-tls', 'handshake true'])
 }
+
+export async function sessionResumptionAcrossConnections(t) {
+  const reused = []
+  const { l } = tlsServer(t, serverTls(), {
+    handshake: (s) => reused.push(s.isSessionReused()),
+    open: (s) => s.write('hello'),
+  })
+  const first = deferred()
+  const c1 = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: {
+      open: (s) => t.is(s.getSession(), undefined),
+      handshake(s) {
+        t.false(s.isSessionReused())
+      },
+      // TLS 1.3 tickets arrive after the handshake: take the session once data came in.
+      data: (s) => first.resolve(s.getSession()),
+    },
+  })
+  const session = await first.promise
+  t.true(Buffer.isBuffer(session))
+  c1.end()
+  for (let i = 0; i < 3; i++) {
+    const hs = deferred()
+    const read = deferred()
+    const c = await connect({
+      hostname: '127.0.0.1',
+      port: l.port,
+      tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+      socket: {
+        open(s) {
+          t.is(s.getServername(), 'localhost')
+          t.is(s.setSession(session), undefined)
+        },
+        handshake: (s, ok, err) => hs.resolve([ok, err, s.isSessionReused(), s.authorized]),
+        // Reading lets the fresh tickets of this connection arrive for the next one.
+        data: () => read.resolve(),
+      },
+    })
+    t.deepEqual(await hs.promise, [true, null, true, true])
+    await read.promise
+    c.end()
+  }
+  await until(() => reused.length === 4)
+  t.deepEqual(reused, [false, true, true, true])
+  t.throws(() => c1.setSession(1), { message: 'Expected session to be a string, Buffer or TypedArray' })
+}
+
+export async function setServernameInOpenIsUsed(t) {
+  const { l } = tlsServer(t)
+  const { ok, err, s } = await handshake(t, l.port, { ca: pem('ca.pem') }, { open: (s) => s.setServername('other.example') })
+  t.false(ok)
+  t.is(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID')
+  t.throws(() => s.setServername('x'), { message: 'Already started.' })
+}

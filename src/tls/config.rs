@@ -13,7 +13,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
-use super::verify::{ClientVerifier, ServerVerifier, Verdict};
+use super::verify::{ClientVerifier, ServerVerifier};
 use crate::error::ArgError;
 
 const NO_TLSV1_2: u32 = 0x0800_0000;
@@ -129,12 +129,27 @@ pub(crate) fn client_rejects(opts: &TlsOptions) -> bool {
   opts.reject_unauthorized.unwrap_or_else(|| std::env::var("NODE_TLS_REJECT_UNAUTHORIZED").map_or(true, |v| v != "0"))
 }
 
-/// A client configuration whose verifier reports into `verdict`.
-pub(crate) fn client(opts: &TlsOptions, verdict: Verdict) -> Result<Arc<ClientConfig>, String> {
+/// The client configuration for `opts`, cached per thread by content: rustls resumes a session
+/// only under the verifier (and client-certificate resolver) that established it, so connections
+/// with the same options must share one configuration. Per-connection state (the verification
+/// verdict, the session slot) travels through thread-locals set around each rustls call.
+pub(crate) fn client(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+  use std::hash::{Hash, Hasher};
+  thread_local! {
+    static CACHE: std::cell::RefCell<std::collections::HashMap<u64, Arc<ClientConfig>>> = Default::default();
+  }
+  let mut h = std::collections::hash_map::DefaultHasher::new();
+  opts.ca.as_ref().map(|v| v.iter().map(|c| c.as_ref().to_vec()).collect::<Vec<_>>()).hash(&mut h);
+  opts.chain.iter().map(|c| c.as_ref().to_vec()).collect::<Vec<_>>().hash(&mut h);
+  (client_rejects(opts), &opts.alpn, opts.secure_options).hash(&mut h);
+  let key = h.finish();
+  if let Some(c) = CACHE.with(|m| m.borrow().get(&key).cloned()) {
+    return Ok(c);
+  }
   let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&opts.ca), provider())
     .build()
     .map_err(|e| e.to_string())?;
-  let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts), verdict });
+  let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts) });
   let builder = ClientConfig::builder_with_provider(provider())
     .with_protocol_versions(&versions(opts.secure_options))
     .map_err(|e| e.to_string())?
@@ -146,7 +161,16 @@ pub(crate) fn client(opts: &TlsOptions, verdict: Verdict) -> Result<Arc<ClientCo
   };
   cfg.alpn_protocols = opts.alpn.clone();
   cfg.enable_sni = true;
-  Ok(Arc::new(cfg))
+  cfg.resumption = rustls::client::Resumption::store(Arc::new(super::session::Store));
+  let cfg = Arc::new(cfg);
+  CACHE.with(|m| {
+    let mut m = m.borrow_mut();
+    if m.len() >= 64 {
+      m.clear();
+    }
+    m.insert(key, cfg.clone());
+  });
+  Ok(cfg)
 }
 
 /// Serves the listener's one certificate (none: every handshake fails, as Bun's `tls: true`).
@@ -159,21 +183,21 @@ impl ResolvesServerCert for OneCert {
   }
 }
 
-/// A server configuration; with `requestCert` the client verifier reports into `verdict`.
-pub(crate) fn server(opts: &TlsOptions, verdict: Option<Verdict>) -> Result<Arc<ServerConfig>, String> {
+/// A listener's server configuration (shared by its connections, so sessions resume).
+pub(crate) fn server(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
   let builder = ServerConfig::builder_with_provider(provider())
     .with_protocol_versions(&versions(opts.secure_options))
     .map_err(|e| e.to_string())?;
-  let builder = match verdict.filter(|_| opts.request_cert) {
-    Some(verdict) => {
+  let builder = match opts.request_cert {
+    true => {
       let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&opts.ca), provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| e.to_string())?;
       let reject = opts.reject_unauthorized.unwrap_or(true);
-      builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, reject_unauthorized: reject, verdict }))
+      builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, reject_unauthorized: reject }))
     }
-    None => builder.with_no_client_auth(),
+    false => builder.with_no_client_auth(),
   };
   let mut cfg = builder.with_cert_resolver(Arc::new(OneCert(opts.key.clone())));
   cfg.alpn_protocols = opts.alpn.clone();

@@ -12,12 +12,13 @@
 
 pub(crate) mod cert;
 pub(crate) mod config;
+pub(crate) mod session;
 pub(crate) mod verify;
 
 use std::io::{self, Read as _, Write as _};
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::Connection;
@@ -27,14 +28,15 @@ use crate::handlers::Event;
 use crate::js::{self, Called, Env, HandleScope, Value};
 use crate::readbuf::{self, Read};
 use config::TlsOptions;
-use verify::{Verdict, VerifyError};
+use verify::VerifyError;
 
 /// Plaintext the session may hold before `write()` starts returning less than asked.
 const BUFFER_LIMIT: usize = 64 * 1024;
 
 pub(crate) struct TlsState {
   pub conn: Connection,
-  verdict: Verdict,
+  /// A failed verification of the peer's certificate, as Node names it.
+  recorded: Option<VerifyError>,
   pub server: bool,
   /// The handshake has ended (either way) and been reported.
   pub done: bool,
@@ -44,53 +46,114 @@ pub(crate) struct TlsState {
   pub servername: Option<String>,
   /// This side's own certificate (DER), for `getCertificate()`.
   pub own_cert: Option<Vec<u8>>,
+  /// Client: its window on session storage (`getSession`).
+  pub sessions: Option<session::Slot>,
   pub authorized: bool,
   pub auth_error: Option<VerifyError>,
 }
 
-fn new_verdict() -> Verdict {
-  Arc::new(Mutex::new(None))
+impl TlsState {
+  /// `process_new_packets` with this connection's session slot and verdict in place.
+  fn process(&mut self) -> Result<(), rustls::Error> {
+    let r = session::with_slot(self.sessions, || self.conn.process_new_packets().map(|_| ()));
+    if let Some(v) = verify::take_verdict() {
+      self.recorded = Some(v);
+    }
+    r
+  }
 }
 
-/// Starts the client side of TLS on a connected socket (writes the ClientHello).
-pub(crate) fn start_client(conn: &Conn, opts: &TlsOptions, host: &str) -> Result<(), String> {
-  let verdict = new_verdict();
-  let cfg = config::client(opts, verdict.clone())?;
+/// A client TLS start put off until `open` has run (there is a `handshake` handler), so that
+/// `setSession()`/`setServername()` in `open` shape the ClientHello; writes made meanwhile wait
+/// here and go out encrypted right after it.
+pub(crate) struct PendingClient {
+  pub opts: Box<TlsOptions>,
+  pub host: String,
+  pub early: Vec<u8>,
+  pub session: Option<Vec<u8>>,
+  pub servername: Option<String>,
+}
+
+/// Starts a client TLS session put off by `PendingClient`.
+pub(crate) fn start_pending(c: &Conn) -> Result<(), String> {
+  let Some(p) = c.st.try_borrow_mut().ok().and_then(|mut st| st.pending_tls.take()) else { return Ok(()) };
+  let mut opts = p.opts;
+  if p.servername.is_some() {
+    opts.server_name = p.servername;
+  }
+  start_client(c, &opts, &p.host, p.session.as_deref())?;
+  if !p.early.is_empty() {
+    if let Ok(mut st) = c.st.try_borrow_mut() {
+      if let Some(t) = st.tls.as_mut() {
+        let _ = t.conn.writer().write_all(&p.early);
+      }
+      flush_state(&mut st);
+    }
+  }
+  Ok(())
+}
+
+/// `write()` while a client TLS start is pending: kept (up to the session's buffer limit) and
+/// sent after the ClientHello.
+pub(crate) fn send_pending(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
+  let Some(p) = st.pending_tls.as_mut() else { return -1 };
+  let n = bytes.len().min(BUFFER_LIMIT.saturating_sub(p.early.len()));
+  p.early.extend_from_slice(&bytes[..n]);
+  st.bytes_written += n as u64;
+  if n < bytes.len() {
+    st.want_drain = true;
+  }
+  n as i64
+}
+
+/// Starts the client side of TLS on a connected socket (writes the ClientHello), offering the
+/// session named by `session` if there is one.
+pub(crate) fn start_client(conn: &Conn, opts: &TlsOptions, host: &str, session: Option<&[u8]>) -> Result<(), String> {
+  let sessions = session::Slot::new(session);
+  let cfg = config::client(opts)?;
   let bare = host.trim_start_matches('[').trim_end_matches(']');
   let name_str = opts.server_name.clone().unwrap_or_else(|| bare.to_string());
   let name = match name_str.parse::<IpAddr>() {
     Ok(ip) => ServerName::IpAddress(ip.into()),
     Err(_) => ServerName::try_from(name_str.clone()).map_err(|e| e.to_string())?,
   };
-  let mut c = rustls::ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
+  let mut c = session::with_slot(Some(sessions), || rustls::ClientConnection::new(cfg, name)).map_err(|e| e.to_string())?;
   c.set_buffer_limit(Some(BUFFER_LIMIT));
   let own = opts.key.as_ref().and_then(|_| opts.chain.first()).map(|c| c.as_ref().to_vec());
-  install(conn, Connection::Client(c), verdict, false, false, Some(name_str), own);
+  install(conn, Connection::Client(c), false, false, Some(name_str), own, Some(sessions));
   Ok(())
 }
 
 /// Starts the server side of TLS on an accepted socket.
 pub(crate) fn start_server(conn: &Conn, opts: &TlsOptions, shared: &Arc<rustls::ServerConfig>) -> Result<(), String> {
-  let verdict = new_verdict();
-  let cfg = if opts.request_cert { config::server(opts, Some(verdict.clone()))? } else { shared.clone() };
-  let mut c = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
+  let mut c = rustls::ServerConnection::new(shared.clone()).map_err(|e| e.to_string())?;
   c.set_buffer_limit(Some(BUFFER_LIMIT));
   let own = opts.chain.first().map(|c| c.as_ref().to_vec());
-  install(conn, Connection::Server(c), verdict, true, opts.request_cert, None, own);
+  install(conn, Connection::Server(c), true, opts.request_cert, None, own, None);
   Ok(())
 }
 
-fn install(conn: &Conn, c: Connection, verdict: Verdict, server: bool, request_cert: bool, servername: Option<String>, own_cert: Option<Vec<u8>>) {
+#[allow(clippy::too_many_arguments)]
+fn install(
+  conn: &Conn,
+  c: Connection,
+  server: bool,
+  request_cert: bool,
+  servername: Option<String>,
+  own_cert: Option<Vec<u8>>,
+  sessions: Option<session::Slot>,
+) {
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     st.tls = Some(Box::new(TlsState {
       conn: c,
-      verdict,
+      recorded: None,
       server,
       done: false,
       opened: false,
       request_cert,
       servername,
       own_cert,
+      sessions,
       authorized: false,
       auth_error: None,
     }));
@@ -225,8 +288,8 @@ fn on_readable(env: Env, c: &Conn) {
       let Some(t) = st.tls.as_mut() else { return };
       match t.conn.read_tls(&mut FdReader(fd)) {
         Ok(0) => Step::Eof,
-        Ok(_) => match t.conn.process_new_packets() {
-          Ok(_) => Step::Fed,
+        Ok(_) => match t.process() {
+          Ok(()) => Step::Fed,
           Err(e) => Step::Tls(e),
         },
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
@@ -306,7 +369,7 @@ fn handshake_done(env: Env, c: &Conn) {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     let Some(t) = st.tls.as_mut() else { return };
     t.done = true;
-    let recorded = t.verdict.lock().ok().and_then(|mut v| v.take());
+    let recorded = t.recorded.take();
     let has_peer_cert = t.conn.peer_certificates().is_some_and(|p| !p.is_empty());
     let (authorized, error, success) = if t.server && (!t.request_cert || !has_peer_cert) {
       (false, Some(VerifyError::new("UNABLE_TO_GET_ISSUER_CERT", "unable to get issuer certificate")), true)
@@ -371,7 +434,7 @@ fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
     let Some(t) = st.tls.as_mut() else { return };
     let done = t.done;
     t.done = true;
-    (done, t.verdict.lock().ok().and_then(|mut v| v.take()))
+    (done, t.recorded.take())
   };
   let err = match (&cause, recorded) {
     (_, Some(v)) => verify_error_js(env, &v),

@@ -6,7 +6,8 @@
 //! `ERR_TLS_CERT_ALTNAME_INVALID`, `CERT_HAS_EXPIRED`, ...) and record it for the connection.
 //! With `rejectUnauthorized: false` the failure is recorded but the handshake goes on.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -26,8 +27,22 @@ impl VerifyError {
   }
 }
 
-/// Where one connection's verifier leaves its verdict.
-pub(crate) type Verdict = Arc<Mutex<Option<VerifyError>>>;
+thread_local! {
+  /// The verdict of the verification that ran last on this thread. Verifiers are shared by
+  /// many connections (rustls only resumes sessions verified by the same verifier), and run
+  /// synchronously inside the session call the reactor makes for one connection, which takes
+  /// the verdict right after (`take_verdict`).
+  static VERDICT: RefCell<Option<VerifyError>> = const { RefCell::new(None) };
+}
+
+fn record(v: VerifyError) {
+  VERDICT.with(|c| *c.borrow_mut() = Some(v));
+}
+
+/// The verdict left by the last verification on this thread, if it failed.
+pub(crate) fn take_verdict() -> Option<VerifyError> {
+  VERDICT.with(|c| c.borrow_mut().take())
+}
 
 fn is_self_signed(cert: &CertificateDer<'_>) -> bool {
   x509_parser::parse_x509_certificate(cert.as_ref()).is_ok_and(|(_, c)| c.subject() == c.issuer())
@@ -69,7 +84,6 @@ pub(crate) fn node_error(e: &Error, leaf: &CertificateDer<'_>, host: &str) -> Ve
 pub(crate) struct ServerVerifier {
   pub inner: Arc<rustls::client::WebPkiServerVerifier>,
   pub reject_unauthorized: bool,
-  pub verdict: Verdict,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -89,9 +103,7 @@ impl ServerCertVerifier for ServerVerifier {
           ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
           _ => String::new(),
         };
-        if let Ok(mut v) = self.verdict.lock() {
-          *v = Some(node_error(&e, end_entity, &host));
-        }
+        record(node_error(&e, end_entity, &host));
         if self.reject_unauthorized {
           Err(e)
         } else {
@@ -118,7 +130,6 @@ impl ServerCertVerifier for ServerVerifier {
 pub(crate) struct ClientVerifier {
   pub inner: Arc<dyn ClientCertVerifier>,
   pub reject_unauthorized: bool,
-  pub verdict: Verdict,
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -130,9 +141,7 @@ impl ClientCertVerifier for ClientVerifier {
     match self.inner.verify_client_cert(end_entity, intermediates, now) {
       Ok(v) => Ok(v),
       Err(e) => {
-        if let Ok(mut v) = self.verdict.lock() {
-          *v = Some(node_error(&e, end_entity, ""));
-        }
+        record(node_error(&e, end_entity, ""));
         if self.reject_unauthorized {
           Err(e)
         } else {
