@@ -56,7 +56,7 @@ if (!built) {
   if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
   record('rust unit tests: cargo test', await run('cargo', ['test', '--release', '--quiet']))
   record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
-  for (const ex of ['echo.mjs', 'lines.mjs']) {
+  for (const ex of ['echo.mjs', 'lines.mjs', 'tls.mjs', 'starttls.mjs']) {
     record(`example: node examples/${ex}`, await run(process.execPath, [join(root, 'examples', ex)], { timeoutMs: 15000 }))
   }
 }
