@@ -97,9 +97,24 @@ fn get_peer_certificate(s: &SocketHandle, c: &Ctx) -> R {
   if pending_name(s).is_some() {
     return c.undefined();
   }
-  with_tls(s, c, null, |t| match t.conn.peer_certificates().and_then(|p| p.first()) {
-    Some(der) => Ok(cert::to_js(c.env, der.as_ref())),
-    None => c.undefined(),
+  let detailed = js::truthy(c.env, c.arg(0));
+  with_tls(s, c, null, |t| {
+    let Some(chain) = t.conn.peer_certificates().filter(|p| !p.is_empty()) else { return c.undefined() };
+    let objs: Vec<Value> = if detailed {
+      chain.iter().map(|d| cert::to_js(c.env, d.as_ref())).collect()
+    } else {
+      vec![cert::to_js(c.env, chain[0].as_ref())]
+    };
+    if detailed {
+      // Node links the chain through issuerCertificate; a self-signed end points to itself.
+      for (i, o) in objs.iter().enumerate() {
+        let issuer = objs.get(i + 1).copied().or_else(|| cert::is_self_issued(chain[i].as_ref()).then_some(*o));
+        if let Some(issuer) = issuer {
+          let _ = js::set(c.env, *o, "issuerCertificate", issuer);
+        }
+      }
+    }
+    Ok(objs[0])
   })
 }
 

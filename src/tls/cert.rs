@@ -80,6 +80,11 @@ fn alt_names(c: &X509Certificate<'_>) -> Option<String> {
   Some(parts.join(", "))
 }
 
+/// Whether `der` names itself as its issuer.
+pub(crate) fn is_self_issued(der: &[u8]) -> bool {
+  parse_x509_certificate(der).is_ok_and(|(_, c)| c.subject() == c.issuer())
+}
+
 /// The certificate `der` as Node's certificate object (`undefined` if it does not parse).
 pub(crate) fn to_js(env: Env, der: &[u8]) -> Value {
   let Ok((_, c)) = parse_x509_certificate(der) else { return js::undefined(env) };
