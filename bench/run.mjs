@@ -10,7 +10,7 @@
 // exact workload name selects only that one (pingpong-1 is not also pingpong-1-2p). --timeout: per
 // run, seconds (default 240, quick 90). BUN_BIN overrides the bun binary (default: get-bun.sh).
 import { execFileSync, spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -206,6 +206,9 @@ lines.push('- **pingpong-1-2p / pingpong-64-2p / bulk-2p / churn-2p**: the same 
 lines.push('- **mem-server / mem-client**: RSS growth per idle connection after forced GC (`Bun.gc(true)` / `gc()`), with the peer side in a child process of the same implementation.')
 lines.push(`- **write-cost** (lower is better): a connected pair in one process, TCP_NODELAY; the client calls \`write()\` with a 1-byte Buffer ${quick ? '200,000' : '1,000,000'} times (after ${quick ? 3 : 10} warm-up batches), 10,000 per event-loop turn with \`setImmediate\` in between so the in-process receiver drains the kernel buffer; a batch cut short by a short write (Bun API: 0 bytes taken; node:net: \`false\`, i.e. buffering in userland) waits for \`drain\` and is not timed. Value: median over batches of batch wall time ÷ writes (ns). Every write is one send(2); all bytes must arrive.`)
 lines.push(`- **data-event-cost** (lower is better): a sender in a second process of the same implementation writes 32 B with TCP_NODELAY, then yields with \`setImmediate\`, as fast as it can but at least 50 µs apart (busy-waited in the sender; without a gap reads carried 45–245 B, varying between runs and implementations), so each event carries one message and all three see the same event rate; the measured process counts \`data\` events and its own CPU time (\`process.cpuUsage()\`, user + system, all threads) for ${quick ? '1 s' : '3 s'} after 0.5 s warm-up. Value: CPU ns per event, including the wake-up from epoll and the read syscall (most of the system time); Details lists the user/system split and \`avgBytesPerEvent\`. Afterwards the sender's byte count must match what arrived.`)
+// The hand-written analysis (profiles, what each change bought) follows the generated tables.
+const notes = join(here, 'NOTES.md')
+if (existsSync(notes)) lines.push('', readFileSync(notes, 'utf8').trimEnd())
 writeFileSync(outFile, lines.join('\n') + '\n')
 console.error(`\nwrote ${relative(process.cwd(), outFile)}`)
 console.log(lines.slice(lines.indexOf('| workload | unit | better | bun | node:net | bunnet | bunnet/node | bunnet/bun |'), lines.indexOf('## Per-round values') - 1).join('\n'))
