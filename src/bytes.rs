@@ -38,11 +38,24 @@ impl BadBytes {
 pub(crate) fn with_bytes<R>(
   env: Env,
   data: Value,
-  offset: Value,
-  length: Value,
+  offset: Option<Value>,
+  length: Option<Value>,
   f: impl FnOnce(&[u8]) -> R,
 ) -> Result<Option<R>, BadBytes> {
   use sys::ValueType as T;
+  // Fast path for the common case (Buffer / Uint8Array): one call tells both "is a typed
+  // array" and where its bytes are.
+  let (mut ty, mut n, mut p, mut ab, mut off) = (0, 0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
+  if unsafe { sys::napi_get_typedarray_info(env, data, &mut ty, &mut n, &mut p, &mut ab, &mut off) } == sys::Status::napi_ok {
+    let len = n * element_size(ty);
+    let range = slice_range(env, len, offset, length)?;
+    if len == 0 || p.is_null() {
+      return Ok(Some(f(&[])));
+    }
+    // SAFETY: as below: the live backing store of an argument of the current call.
+    let all = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+    return Ok(Some(f(&all[range])));
+  }
   match js::type_of(env, data) {
     T::napi_undefined => Ok(None),
     T::napi_string => SCRATCH.with(|cell| {
@@ -165,7 +178,10 @@ fn element_size(ty: sys::napi_typedarray_type) -> usize {
 
 /// Validates `byteOffset`/`byteLength` against `total` bytes. A missing length means "the rest
 /// after the offset" (bunnet's deliberate fix of Bun's RangeError, README "Deliberate fixes").
-fn slice_range(env: Env, total: usize, offset: Value, length: Value) -> Result<std::ops::Range<usize>, BadBytes> {
+fn slice_range(env: Env, total: usize, offset: Option<Value>, length: Option<Value>) -> Result<std::ops::Range<usize>, BadBytes> {
+  if offset.is_none() && length.is_none() {
+    return Ok(0..total);
+  }
   let off = integer_arg(env, offset, "byteOffset")?.unwrap_or(0.0);
   if off < 0.0 {
     return Err(BadBytes::Arg(out_of_range("byteOffset", MAX_SAFE, off)));
@@ -184,10 +200,8 @@ fn slice_range(env: Env, total: usize, offset: Value, length: Value) -> Result<s
   Ok(off..off + len)
 }
 
-fn integer_arg(env: Env, v: Value, name: &str) -> Result<Option<f64>, BadBytes> {
-  if js::is_undefined(env, v) {
-    return Ok(None);
-  }
+fn integer_arg(env: Env, v: Option<Value>, name: &str) -> Result<Option<f64>, BadBytes> {
+  let Some(v) = v.filter(|v| !js::is_undefined(env, *v)) else { return Ok(None) };
   let n = (js::type_of(env, v) == sys::ValueType::napi_number).then(|| js::get_f64(env, v)).flatten();
   match n {
     Some(n) if n.is_finite() && n.fract() == 0.0 => Ok(Some(n)),

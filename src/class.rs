@@ -36,6 +36,10 @@ impl Ctx {
       _ => js::undefined(self.env),
     }
   }
+  /// Argument `i` if the caller passed it (`None` when missing; a passed `undefined` is `Some`).
+  pub(crate) fn opt(&self, i: usize) -> Option<Value> {
+    self.args.get(i).copied().filter(|v| i < self.argc && !v.is_null())
+  }
   pub(crate) fn undefined(&self) -> napi::Result<Value> {
     Ok(js::undefined(self.env))
   }

@@ -108,7 +108,7 @@ pub(crate) fn new_js_view(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> n
 /// `write(data, byteOffset?, byteLength?)`: sends now, returns the bytes the kernel took, `0`
 /// while a `drain` is owed, `-1` once closed or shut down.
 fn write(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  match with_bytes(c.env, c.arg(0), c.arg(1), c.arg(2), |b| s.conn().send(b)) {
+  match with_bytes(c.env, c.arg(0), c.opt(1), c.opt(2), |b| s.conn().send(b)) {
     Ok(Some(n)) => c.number(n as f64),
     Ok(None) => c.number(if s.conn().is_open() { 0.0 } else { -1.0 }),
     Err(bad) => Err(bad.throw(c.env)),
@@ -120,7 +120,7 @@ fn write(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// cannot take at once is flushed in the background before the FIN (`linger`). Returns the bytes
 /// taken (`0` without data), `-1` if already closed.
 fn end(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  let sent = with_bytes(c.env, c.arg(0), c.arg(1), c.arg(2), |b| {
+  let sent = with_bytes(c.env, c.arg(0), c.opt(1), c.opt(2), |b| {
     let n = s.conn().send(b);
     if n >= 0 && (n as usize) < b.len() {
       s.conn().keep_unsent(&b[n as usize..]);
