@@ -13,6 +13,7 @@
 //! - `connect`: resolution, connect attempts, promise settling
 //! - `listener`: `listen()` and the `SocketListener` class
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
+//! - `timeout`: the one-shot `socket.timeout()` deadlines
 //! - `linger`: the background flush of an `end(data)` the kernel took only part of
 //! - `readbuf`: the memory `data` chunks are read into and handed to JS from
 //! - `class`: the raw Node-API class plumbing behind `Socket` and `SocketListener`
@@ -41,6 +42,7 @@ mod readbuf;
 mod socket;
 mod socket_tls;
 mod sockopt;
+mod timeout;
 mod tls;
 mod uv;
 

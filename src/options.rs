@@ -192,7 +192,7 @@ pub(crate) fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
 fn validate_tls_fields(env: Env, tls: Value) -> Result<(), Invalid> {
   use sys::ValueType as T;
   let alpn = get(env, tls, "ALPNProtocols")?;
-  if !absent(env, alpn) && !(js::type_of(env, alpn) == T::napi_string || is_buffer_source(env, alpn)) {
+  if !(absent(env, alpn) || js::type_of(env, alpn) == T::napi_string || is_buffer_source(env, alpn)) {
     return Err(ArgError::type_error("TLSOptions.ALPNProtocols must be of type string, ArrayBuffer, or null").into());
   }
   for key in ["ca", "cert", "key"] {

@@ -77,8 +77,13 @@ impl Slab {
     Token(((slot.0 as usize) << 32) | idx as usize)
   }
 
+  /// (generation, index) of a token.
+  fn split(t: Token) -> (u32, usize) {
+    ((t.0 >> 32) as u32, t.0 & 0xffff_ffff)
+  }
+
   fn get(&self, t: Token) -> Option<&Entry> {
-    let (gen, idx) = ((t.0 >> 32) as u32, (t.0 & 0xffff_ffff) as usize);
+    let (gen, idx) = Self::split(t);
     match self.slots.get(idx) {
       Some((g, Some(e))) if *g == gen => Some(e),
       _ => None,
@@ -86,7 +91,7 @@ impl Slab {
   }
 
   fn remove(&mut self, t: Token) -> Option<Entry> {
-    let (gen, idx) = ((t.0 >> 32) as u32, (t.0 & 0xffff_ffff) as usize);
+    let (gen, idx) = Self::split(t);
     match self.slots.get_mut(idx) {
       Some((g, e @ Some(_))) if *g == gen => {
         self.free.push(idx as u32);
@@ -307,7 +312,7 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
   for (at, token) in due {
     let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
     let _hs = HandleScope::open(env);
-    crate::conn::on_timeout(env, &c, at);
+    crate::timeout::on_timeout(env, &c, at);
   }
 }
 

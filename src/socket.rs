@@ -186,7 +186,7 @@ fn timeout(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let secs = if n.is_nan() { 0.0 } else { n.trunc() };
   // Far-future deadlines (1e10 s) saturate to "never" rather than overflow.
   let at = (secs > 0.0).then(|| Instant::now().checked_add(Duration::from_secs_f64(secs.min(1e12)))).flatten();
-  conn::set_timeout(&s.conn(), at);
+  crate::timeout::set(&s.conn(), at);
   c.undefined()
 }
 

@@ -1,0 +1,59 @@
+//! `socket.timeout(seconds)`: a one-shot deadline per socket (not reset by I/O, never closes the
+//! socket), kept in the reactor's timer heap with at most one queued entry per socket.
+
+use std::time::Instant;
+
+use crate::conn::{emit, Conn, Phase};
+use crate::handlers::Event;
+use crate::js::Env;
+use crate::reactor;
+
+/// Arms (`Some`) or disarms the one-shot timeout of an open socket.
+pub(crate) fn set(conn: &Conn, at: Option<Instant>) {
+  let queue = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    if st.phase != Phase::Open {
+      return;
+    }
+    st.timeout_at = at;
+    match (at, st.timer_queued) {
+      (Some(at), None) => Some(at),
+      (Some(at), Some(q)) if at < q => Some(at),
+      _ => None,
+    }
+  };
+  if let Some(at) = queue {
+    if let Ok(mut st) = conn.st.try_borrow_mut() {
+      st.timer_queued = Some(at);
+    }
+    reactor::with(|r| r.schedule(at, conn.token.get()));
+  }
+}
+
+/// A queued timer entry for `conn` came due at `at`: fire if the deadline has passed, re-queue if
+/// it was moved later.
+pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
+  let fire = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+    if st.phase != Phase::Open || st.timer_queued != Some(at) {
+      return;
+    }
+    st.timer_queued = None;
+    match st.timeout_at {
+      Some(deadline) if deadline <= at => {
+        st.timeout_at = None;
+        true
+      }
+      Some(later) => {
+        drop(st);
+        set(conn, Some(later));
+        false
+      }
+      None => false,
+    }
+  };
+  if fire {
+    emit(env, conn, Event::Timeout, &[]);
+  }
+}
+
