@@ -5,6 +5,7 @@
 // "node" uses node:net.
 
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 export const HOST = '127.0.0.1'
@@ -38,6 +39,15 @@ export async function bunApi() {
     return { connect: m.connect, listen: m.listen }
   }
   return null
+}
+
+/**
+ * The test PKI in __test__/fixtures/tls as Buffers: `ca` (the root), `cert`/`key` (server
+ * certificate valid for localhost and 127.0.0.1, signed by `ca`).
+ */
+export function tlsFixtures() {
+  const read = (f) => readFileSync(new URL(`../__test__/fixtures/tls/${f}`, import.meta.url))
+  return { ca: read('ca.pem'), cert: read('server.pem'), key: read('server-key.pem') }
 }
 
 export const now = () => performance.now()

@@ -6,7 +6,7 @@
 //   node bench/run.mjs [--rounds N] [--quick] [--only name[,name...]] [--out file] [--timeout s]
 //
 // --quick: small sizes, short durations and 1 round (CI smoke test). --only matches workload
-// names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, write-cost, ...); an
+// names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, write-cost, tls, ...); an
 // exact workload name selects only that one (pingpong-1 is not also pingpong-1-2p). --timeout: per
 // run, seconds (default 240, quick 90). BUN_BIN overrides the bun binary (default: get-bun.sh).
 import { execFileSync, spawn } from 'node:child_process'
@@ -38,6 +38,8 @@ const WORKLOADS = [
   { name: 'mem-client', script: 'memory.mjs', args: ['--side', 'client'], title: `memory per idle connection, client side (${quick ? '2,000' : '10,000'} conns)`, better: 'lower' },
   { name: 'write-cost', script: 'write-cost.mjs', args: [], title: 'cost of one 1-byte socket.write() (kernel never full; node:net write() can buffer in userland)', better: 'lower', details: ['p90Ns', 'shortBatches'] },
   { name: 'data-event-cost', script: 'data-event-cost.mjs', args: [], title: "CPU cost of one 'data' event (≈32 B each, sender in a second process)", better: 'lower', details: ['avgBytesPerEvent', 'eventsPerSec', 'userNsPerEvent', 'systemNsPerEvent'] },
+  { name: 'tls-handshakes', script: 'tls-handshakes.mjs', args: [], title: 'TLS handshakes (full, no resumption), connect / handshake / end, 8 concurrent', better: 'higher', details: ['reuseChecked', 'sessionsReused', 'protocol', 'cipher'] },
+  { name: 'tls-bulk', script: 'tls-bulk.mjs', args: [], title: `TLS bulk client→server, ${quick ? '64 MiB' : '1 GiB'} in 64 KiB writes`, better: 'higher', details: ['protocol', 'cipher'] },
 ]
 const IMPLS = ['bun', 'node', 'bunnet']
 
@@ -170,11 +172,16 @@ for (const w of workloads) {
 const withDetails = workloads.filter((w) => w.details?.length)
 if (withDetails.length) {
   lines.push('', '## Details', '')
-  lines.push('Medians across rounds of extra fields in the runs\' JSON output (see Workloads below).', '')
+  lines.push('Medians across rounds of extra fields in the runs\' JSON output (text fields: the distinct values; see Workloads below).', '')
   lines.push('| workload | field | bun | node:net | bunnet |', '|---|---|---:|---:|---:|')
   for (const w of withDetails) {
     for (const f of w.details) {
-      const cells = IMPLS.map((i) => fmtDetail(median(data[w.name][i].results.map((r) => r[f]).filter(Number.isFinite))))
+      const cells = IMPLS.map((i) => {
+        const vals = data[w.name][i].results.map((r) => r[f])
+        // text fields (e.g. the negotiated TLS cipher): the distinct values, not a median
+        if (vals.some((v) => typeof v === 'string')) return [...new Set(vals.filter((v) => typeof v === 'string'))].join(', ') || '—'
+        return fmtDetail(median(vals.filter(Number.isFinite)))
+      })
       lines.push(`| ${w.name} | ${f} | ${cells.join(' | ')} |`)
     }
   }
@@ -206,6 +213,8 @@ lines.push('- **pingpong-1-2p / pingpong-64-2p / bulk-2p / churn-2p**: the same 
 lines.push('- **mem-server / mem-client**: RSS growth per idle connection after forced GC (`Bun.gc(true)` / `gc()`), with the peer side in a child process of the same implementation.')
 lines.push(`- **write-cost** (lower is better): a connected pair in one process, TCP_NODELAY; the client calls \`write()\` with a 1-byte Buffer ${quick ? '200,000' : '1,000,000'} times (after ${quick ? 3 : 10} warm-up batches), 10,000 per event-loop turn with \`setImmediate\` in between so the in-process receiver drains the kernel buffer; a batch cut short by a short write (Bun API: 0 bytes taken; node:net: \`false\`, i.e. buffering in userland) waits for \`drain\` and is not timed. Value: median over batches of batch wall time ÷ writes (ns). Every write is one send(2); all bytes must arrive.`)
 lines.push(`- **data-event-cost** (lower is better): a sender in a second process of the same implementation writes 32 B with TCP_NODELAY, then yields with \`setImmediate\`, as fast as it can but at least 50 µs apart (busy-waited in the sender; without a gap reads carried 45–245 B, varying between runs and implementations), so each event carries one message and all three see the same event rate; the measured process counts \`data\` events and its own CPU time (\`process.cpuUsage()\`, user + system, all threads) for ${quick ? '1 s' : '3 s'} after 0.5 s warm-up. Value: CPU ns per event, including the wake-up from epoll and the read syscall (most of the system time); Details lists the user/system split and \`avgBytesPerEvent\`. Afterwards the sender's byte count must match what arrived.`)
+lines.push(`- **tls-handshakes**: a TLS server (test certificate for localhost from \`__test__/fixtures/tls\`) and 8 concurrent client loops in one process: connect with \`tls: { ca, serverName: 'localhost' }\` (node:tls: \`tls.connect\` with \`ca\`/\`servername\`, TCP_NODELAY on both sides as in Bun) → handshake complete (Bun API: \`handshake\` handler, success true; node:tls: 'secureConnect') → \`end()\` → next; handshakes/s counted for ${quick ? '1 s' : '3 s'} after 0.5 s warm-up. Every handshake is a full one: no session is ever offered (Bun/bunnet resume only after \`setSession()\`, node:tls only with a \`session\` option); \`isSessionReused()\` is checked on every 8th connection (Details: \`reuseChecked\`, \`sessionsReused\`, which must be 0). Each stack negotiates its own protocol and cipher (Details); the server's CPU cost is in the same process.`)
+lines.push('- **tls-bulk**: like **bulk**, over TLS: writing starts once the handshake is complete; Bun API `write()` returns the plaintext bytes the TLS session took (the rest is resent on `drain`), node:tls waits for `drain` when `write()` returns false. MB/s of plaintext, timed from connect to the last byte received; the server\'s count and the client\'s `bytesWritten` must both equal the total. The cipher is each stack\'s default choice (Details): the AES key size differs between stacks, which affects this row.')
 // The hand-written analysis (profiles, what each change bought) follows the generated tables.
 const notes = join(here, 'NOTES.md')
 if (existsSync(notes)) lines.push('', readFileSync(notes, 'utf8').trimEnd())

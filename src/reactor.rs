@@ -37,6 +37,9 @@ use crate::uv;
 const SPIN_ROUNDS: u32 = 64;
 /// Events after which a wake-up stops re-polling and returns to libuv (timers, other handles).
 const SPIN_EVENT_BUDGET: usize = 256;
+/// Time after which a wake-up stops re-polling, whatever the event count (TLS handshakes cost
+/// about a millisecond of CPU each, so counting events alone let timers slip by 60 ms).
+const SPIN_TIME_BUDGET: Duration = Duration::from_millis(2);
 const EVENTS_CAPACITY: usize = 1024;
 
 pub(crate) enum Entry {
@@ -281,6 +284,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
   let mut handled = 0usize;
+  let started = Instant::now();
   for _ in 0..SPIN_ROUNDS {
     let Some(mut events) = with(|r| r.events.take()).flatten() else { return };
     let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
@@ -299,7 +303,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     }
     let _ = with(|r| r.events = Some(events));
     handled += n;
-    if n == 0 || handled >= SPIN_EVENT_BUDGET {
+    if n == 0 || handled >= SPIN_EVENT_BUDGET || started.elapsed() >= SPIN_TIME_BUDGET {
       break;
     }
   }

@@ -37,6 +37,8 @@ pub(crate) struct TlsState {
   pub conn: Connection,
   /// A failed verification of the peer's certificate, as Node names it.
   recorded: Option<VerifyError>,
+  /// Ciphertext read but not yet taken by the session (its plaintext buffer was full).
+  inbuf: Vec<u8>,
   pub server: bool,
   /// The handshake has ended (either way) and been reported.
   pub done: bool,
@@ -147,6 +149,7 @@ fn install(
     st.tls = Some(Box::new(TlsState {
       conn: c,
       recorded: None,
+      inbuf: Vec::new(),
       server,
       done: false,
       opened: false,
@@ -179,6 +182,21 @@ fn flush_state(st: &mut conn::ConnState) -> bool {
 struct FdWriter(i32);
 
 impl io::Write for FdWriter {
+  /// rustls hands over one buffer per TLS record: one `sendmsg` sends them all (MSG_NOSIGNAL,
+  /// unlike `writev`).
+  fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: IoSlice is ABI-compatible with iovec; msghdr is plain data, zeroed then filled.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len().min(64);
+    let n = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if n < 0 {
+      Err(io::Error::last_os_error())
+    } else {
+      Ok(n as usize)
+    }
+  }
+
   fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
     let n = unsafe { libc::send(self.0, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
     if n < 0 {
@@ -249,7 +267,7 @@ pub(crate) fn on_event(env: Env, c: &Conn, writable: bool, readable: bool, hup: 
     }
   }
   if readable || hup {
-    on_readable(env, c);
+    on_readable(env, c, hup);
   }
 }
 
@@ -267,17 +285,61 @@ impl io::Read for FdReader {
 }
 
 enum Step {
-  Fed,
+  /// Fed; `true` when there may be more to read right away.
+  Fed(bool),
   Eof,
   Failed(io::Error),
   Stop,
   Tls(rustls::Error),
 }
 
-/// Reads ciphertext until the socket is drained (edge-triggered). rustls pulls only what it has
-/// room for, so when its plaintext buffer is full the rest waits in the kernel until the
-/// plaintext has been delivered.
-fn on_readable(env: Env, c: &Conn) {
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+  static CIPHER_IN: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+impl TlsState {
+  /// Feeds ciphertext to the session (leftovers first, then `fresh`), processing records as they
+  /// complete; stops when the session's plaintext buffer is full (the rest is kept in `inbuf`
+  /// until that plaintext has been delivered).
+  fn feed(&mut self, fresh: &[u8]) -> Result<(), rustls::Error> {
+    let mut pending = std::mem::take(&mut self.inbuf);
+    let result = if pending.is_empty() {
+      let used = self.feed_slice(fresh);
+      pending.extend_from_slice(&fresh[used.0..]);
+      used.1
+    } else {
+      pending.extend_from_slice(fresh);
+      let used = self.feed_slice(&pending);
+      pending.drain(..used.0);
+      used.1
+    };
+    self.inbuf = pending;
+    result
+  }
+
+  /// (bytes consumed, outcome) for one pass over `data`.
+  fn feed_slice(&mut self, data: &[u8]) -> (usize, Result<(), rustls::Error>) {
+    let mut consumed = 0;
+    while consumed < data.len() {
+      let mut rd = &data[consumed..];
+      match self.conn.read_tls(&mut rd) {
+        Ok(0) | Err(_) => break,
+        Ok(n) => consumed += n,
+      }
+      if let Err(e) = self.process() {
+        return (consumed, Err(e));
+      }
+    }
+    (consumed, Ok(()))
+  }
+}
+
+/// Reads ciphertext in 64 KiB chunks until the socket is drained (edge-triggered), feeding the
+/// session; plaintext is delivered after each chunk. (rustls's own `read_tls` reads 4 KiB at a
+/// time: one syscall per 4 KiB.)
+fn on_readable(env: Env, c: &Conn, hup: bool) {
   loop {
     let step = {
       let Ok(mut st) = c.st.try_borrow_mut() else { return };
@@ -286,21 +348,39 @@ fn on_readable(env: Env, c: &Conn) {
       }
       let Some(fd) = st.io.as_ref().map(Io::fd) else { return };
       let Some(t) = st.tls.as_mut() else { return };
-      match t.conn.read_tls(&mut FdReader(fd)) {
-        Ok(0) => Step::Eof,
-        Ok(_) => match t.process() {
-          Ok(()) => Step::Fed,
+      if !t.inbuf.is_empty() {
+        let before = t.inbuf.len();
+        match t.feed(&[]) {
+          // No progress (plaintext still not delivered, e.g. no data handler yet): stop here;
+          // the next readiness or resume() comes back to it.
+          Ok(()) if t.inbuf.len() == before => Step::Stop,
+          Ok(()) => Step::Fed(true),
           Err(e) => Step::Tls(e),
-        },
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-        // "received plaintext buffer full": deliver what is there, then read on.
-        Err(e) if e.kind() == io::ErrorKind::Other => Step::Fed,
-        Err(e) => Step::Failed(e),
+        }
+      } else {
+        let read = CIPHER_IN.with(|b| {
+          let Ok(mut buf) = b.try_borrow_mut() else { return Err(io::Error::from(io::ErrorKind::WouldBlock)) };
+          let n = FdReader(fd).read(&mut buf)?;
+          Ok((n, n == buf.len(), t.feed(&buf[..n])))
+        });
+        match read {
+          Ok((0, _, _)) => Step::Eof,
+          Ok((_, full, Ok(()))) => Step::Fed(full),
+          Ok((_, _, Err(e))) => Step::Tls(e),
+          Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
+          Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+          Err(e) => Step::Failed(e),
+        }
       }
     };
     match step {
-      Step::Fed => after_packets(env, c),
+      Step::Fed(more) => {
+        after_packets(env, c);
+        let pending = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.inbuf.is_empty())).unwrap_or(false);
+        if !more && !hup && !pending {
+          return;
+        }
+      }
       Step::Eof => return on_eof(env, c),
       Step::Failed(e) => {
         let err = crate::error::SysError::from_io(&e, "read").to_js(env);
