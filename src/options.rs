@@ -256,9 +256,11 @@ fn read_tls_options(env: Env, tls: Value) -> Result<TlsOptions, Invalid> {
   }
   let cert = pem_sources(env, tls, "cert")?;
   let key = pem_sources(env, tls, "key")?;
+  let pass = get(env, tls, "passphrase")?;
+  let passphrase = (js::type_of(env, pass) == sys::ValueType::napi_string).then(|| js::get_string(env, pass)).flatten();
   if let (Some(cert), Some(key)) = (&cert, &key) {
     o.chain = config::certs(cert)?;
-    o.key = Some(config::certified_key(o.chain.clone(), key)?);
+    o.key = Some(config::certified_key(o.chain.clone(), key, passphrase.as_deref())?);
   } else if let Some(one) = cert.or(key) {
     // Only one of the pair: still validate it as PEM, like Bun.
     config::certs(&one).map(|_| ()).or_else(|e| if one.iter().any(|k| k.starts_with(b"-----BEGIN")) { Ok(()) } else { Err(e) })?;

@@ -435,3 +435,14 @@ export async function setServernameInOpenIsUsed(t) {
   t.is(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID')
   t.throws(() => s.setServername('x'), { message: 'Already started.' })
 }
+
+export async function encryptedKeyWithPassphrase(t) {
+  const key = pem('server-key-encrypted.pem')
+  t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls: { key, cert: pem('server.pem'), passphrase: 'wrong' }, socket: { data() {} } }), {
+    code: 'ERR_OSSL_BAD_DECRYPT',
+  })
+  t.throws(() => listen({ hostname: '127.0.0.1', port: 0, tls: { key, cert: pem('server.pem') }, socket: { data() {} } }), { code: 'ERR_OSSL_BAD_DECRYPT' })
+  const { l } = tlsServer(t, { key, cert: pem('server.pem'), passphrase: 'bunnet-secret' })
+  const { ok } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  t.true(ok)
+}

@@ -67,9 +67,38 @@ pub(crate) fn certs(sources: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>,
   Ok(out)
 }
 
-/// The private key (first PEM key found) bound to `chain`.
-pub(crate) fn certified_key(chain: Vec<CertificateDer<'static>>, keys: &[Vec<u8>]) -> Result<Arc<CertifiedKey>, ArgError> {
-  let der = keys.iter().find_map(|k| PrivateKeyDer::from_pem_slice(k).ok()).ok_or_else(pem_error)?;
+/// An encrypted PKCS#8 key (`BEGIN ENCRYPTED PRIVATE KEY`) decrypted with `passphrase`.
+fn decrypt_key(pem: &[u8], passphrase: Option<&str>) -> Option<Result<PrivateKeyDer<'static>, ArgError>> {
+  let text = std::str::from_utf8(pem).ok()?;
+  if !text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+    return None;
+  }
+  let bad = || ArgError::plain("error:1C800064:Provider routines::bad decrypt").with_code("ERR_OSSL_BAD_DECRYPT");
+  let Some(pass) = passphrase else { return Some(Err(bad())) };
+  let result = (|| {
+    let (_, doc) = pkcs8::der::Document::from_pem(text.trim()).map_err(|_| pem_error())?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|_| pem_error())?;
+    let plain = info.decrypt(pass.as_bytes()).map_err(|_| bad())?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
+  })();
+  Some(result)
+}
+
+/// The private key (first PEM key found, decrypted with `passphrase` if encrypted) bound to
+/// `chain`.
+pub(crate) fn certified_key(chain: Vec<CertificateDer<'static>>, keys: &[Vec<u8>], passphrase: Option<&str>) -> Result<Arc<CertifiedKey>, ArgError> {
+  let mut found = None;
+  for k in keys {
+    if let Some(d) = decrypt_key(k, passphrase) {
+      found = Some(d?);
+      break;
+    }
+    if let Ok(d) = PrivateKeyDer::from_pem_slice(k) {
+      found = Some(d);
+      break;
+    }
+  }
+  let der = found.ok_or_else(pem_error)?;
   let signing = provider()
     .key_provider
     .load_private_key(der)
