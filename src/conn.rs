@@ -121,6 +121,8 @@ pub(crate) struct ConnState {
   pub host: Option<Box<str>>,
   /// A client TLS start waiting for `open` to return (see `tls::PendingClient`).
   pub pending_tls: Option<Box<crate::tls::PendingClient>>,
+  /// A reset seen by `send()` (errno), reported by the close instead of a clean end.
+  pub reset: Option<i32>,
 }
 
 pub(crate) struct Conn {
@@ -156,6 +158,7 @@ impl Conn {
         tls: None,
         host: None,
         pending_tls: None,
+        reset: None,
       }),
     })
   }
@@ -230,6 +233,12 @@ impl Conn {
         Some(libc::EAGAIN) => {
           st.want_drain = true;
           return 0;
+        }
+        // The peer reset the connection. send() consumed the socket error, so the read side
+        // would only see EOF: remember it for the close (no clean `end` after a reset).
+        Some(e @ (libc::ECONNRESET | libc::EPIPE)) => {
+          st.reset = Some(e);
+          return -1;
         }
         _ => return -1,
       }
@@ -447,11 +456,15 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
 
 /// The peer sent FIN (or our own `shutdown(true)` shut the read side).
 pub(crate) fn on_eof(env: Env, conn: &Conn) {
-  let (write_shut, is_unix, half_open) = {
+  let (write_shut, is_unix, half_open, reset) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.read_eof = true;
-    (st.write_shut, st.is_unix, st.allow_half_open)
+    (st.write_shut, st.is_unix, st.allow_half_open, st.reset)
   };
+  if let Some(errno) = reset {
+    let err = SysError::from_io(&io::Error::from_raw_os_error(errno), "write").to_js(env);
+    return close(env, conn, How::Gone, Some(err));
+  }
   // After our own shutdown() the peer's FIN completes the close: Bun reports no `end` then, and
   // unix-domain sockets without allowHalfOpen go straight to `close` as in Bun.
   if write_shut || (is_unix && !half_open) {

@@ -175,7 +175,14 @@ pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
     }
   };
   match outcome {
-    Ok(true) => connected(env, conn),
+    Ok(true) => {
+      connected(env, conn);
+      // The same edge may already carry data (or the peer's FIN) that arrived before we saw
+      // the connect complete: edge-triggered, it will not be reported again.
+      if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+        conn::on_event(env, conn, ev);
+      }
+    }
     Ok(false) => {}
     Err(e) => {
       let more = {

@@ -185,3 +185,18 @@ export async function serverSocketSeesListenerAndData(t) {
   t.is(s.localPort, l.port)
   t.is(s.remotePort, c.localPort)
 }
+
+export async function dataArrivingWithTheConnectIsDelivered(t) {
+  // Found by the stress suite: a greeting that arrives before the reactor sees the connect
+  // complete rides on the same (edge-triggered) readiness and must not be lost.
+  const l = server(t, { open: (s) => s.write('greeting'), data() {} })
+  const got = deferred()
+  const p = connect({ hostname: '127.0.0.1', port: l.port, socket: { data: (s, d) => got.resolve(String(d)) } })
+  const busyUntil = Date.now() + 200
+  while (Date.now() < busyUntil) {
+    // keep the JS thread busy so connect completion and data are seen in one wake-up
+  }
+  const s = await p
+  t.teardown(() => s.end())
+  t.is(await Promise.race([got.promise, new Promise((r) => setTimeout(() => r('lost'), 2000))]), 'greeting')
+}

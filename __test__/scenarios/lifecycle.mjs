@@ -242,3 +242,26 @@ export async function timeoutReArmedLaterMovesTheDeadline(t) {
   await until(() => fired.length === 1, 6000, 'timeout')
   t.true(fired[0] - start >= 2450, `fired after ${fired[0] - start} ms`)
 }
+
+export async function resetSeenByWriteIsReportedOnClose(t) {
+  // Found by the stress suite: when the peer's reset is first seen by write() (which consumes
+  // the socket error), the close must still report ECONNRESET, not a clean end.
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
+  const log = []
+  const closed = deferred()
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: { data() {}, end: () => log.push('end'), close: (s, e) => closed.resolve(e) },
+  })
+  ;(await opened.promise).terminate()
+  const busyUntil = Date.now() + 100
+  while (Date.now() < busyUntil) {
+    // the RST reaches the kernel while the reactor has not read it yet
+  }
+  t.is(c.write('x'), -1)
+  const e = await closed.promise
+  t.deepEqual(log, [])
+  t.like(e, { code: 'ECONNRESET', errno: -104 })
+}

@@ -173,7 +173,12 @@ fn flush_state(st: &mut conn::ConnState) -> bool {
     match t.conn.write_tls(&mut w) {
       Ok(_) => {}
       Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-      Err(_) => return false,
+      Err(e) => {
+        if let Some(errno @ (libc::ECONNRESET | libc::EPIPE)) = e.raw_os_error() {
+          st.reset = Some(errno);
+        }
+        return false;
+      }
     }
   }
   true
