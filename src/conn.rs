@@ -262,7 +262,15 @@ impl Conn {
   pub(crate) fn keep_unsent(&self, rest: &[u8]) {
     if let Ok(mut st) = self.st.try_borrow_mut() {
       st.bytes_written += rest.len() as u64;
-      st.unsent = Some(rest.to_vec());
+      if let Some(t) = st.tls.as_mut() {
+        // TLS: the rest must be encrypted, not sent raw. The session takes it all (its buffer
+        // limit lifted for this final chunk); the close then flushes the ciphertext, and what
+        // the kernel does not take goes to the background flush.
+        t.conn.set_buffer_limit(None);
+        let _ = std::io::Write::write_all(&mut t.conn.writer(), rest);
+      } else {
+        st.unsent = Some(rest.to_vec());
+      }
     }
   }
 
@@ -343,6 +351,9 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
     );
     if how == How::Graceful && st.tls.is_some() {
       crate::tls::on_close(&mut st);
+      if let Some(fd) = st.io.as_ref().map(Io::fd) {
+        crate::sockopt::discard_input(fd);
+      }
     }
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).

@@ -70,6 +70,7 @@ impl Linger {
       r.adjust_refs(-1);
     });
     unsafe { libc::shutdown(io.fd(), libc::SHUT_WR) };
+    crate::sockopt::discard_input(io.fd());
   }
 
   /// Env teardown: drop the fd without flushing.

@@ -35,6 +35,20 @@ pub(crate) fn set_keepalive(fd: RawFd, on: bool, delay_ms: f64) -> bool {
   s.set_tcp_keepalive(&ka).is_ok()
 }
 
+/// Reads and discards what is waiting in the receive queue (bounded): closing a socket with
+/// unread data makes the kernel send RST and drop whatever we had queued for the peer. Used
+/// before graceful closes that must deliver (TLS, where the peer's session tickets are typically
+/// unread, and the background flush of `end(data)`).
+pub(crate) fn discard_input(fd: RawFd) {
+  let mut buf = [0u8; 16 * 1024];
+  for _ in 0..64 {
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n <= 0 {
+      break;
+    }
+  }
+}
+
 /// Makes the next close send RST instead of FIN.
 pub(crate) fn linger_zero(fd: RawFd) {
   let _ = borrowed(fd).set_linger(Some(Duration::ZERO));

@@ -446,3 +446,19 @@ export async function encryptedKeyWithPassphrase(t) {
   const { ok } = await handshake(t, l.port, { ca: pem('ca.pem') })
   t.true(ok)
 }
+
+export async function endDeliversTheWholeFinalChunkOverTls(t) {
+  const chunks = []
+  const closed = deferred()
+  const opened = deferred()
+  const { l } = tlsServer(t, serverTls(), { open: (s) => opened.resolve(s), handshake() {}, data: (s, d) => chunks.push(Buffer.from(d)), close: () => closed.resolve() })
+  const { s } = await handshake(t, l.port, { ca: pem('ca.pem') })
+  ;(await opened.promise).pause()
+  const big = Buffer.alloc(16 * 1024 * 1024)
+  for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff
+  t.is(s.end(big), big.length)
+  t.is(s.readyState, -1)
+  ;(await opened.promise).resume()
+  await closed.promise
+  t.true(Buffer.concat(chunks).equals(big))
+}
