@@ -56,6 +56,10 @@ if (!built) {
   if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
   record('rust unit tests: cargo test', await run('cargo', ['test', '--release', '--quiet']))
   record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
+  if (process.env.BUNNET_STRESS === '1') {
+    // .ci/run sets this: the stress and fault suite in its quick mode (a few minutes).
+    record('stress suite (quick): node stress/run.mjs --quick', await run(process.execPath, [join(root, 'stress', 'run.mjs'), '--quick'], { timeoutMs: 10 * 60 * 1000 }))
+  }
   for (const ex of ['echo.mjs', 'lines.mjs', 'tls.mjs', 'starttls.mjs']) {
     record(`example: node examples/${ex}`, await run(process.execPath, [join(root, 'examples', ex)], { timeoutMs: 15000 }))
   }

@@ -213,7 +213,17 @@ impl Conn {
       return 0;
     }
     if st.tls.is_some() {
-      return crate::tls::send(&mut st, bytes);
+      let n = crate::tls::send(&mut st, bytes);
+      let idle = st.tls.as_ref().is_some_and(|t| !t.conn.wants_write());
+      if st.want_drain && idle {
+        // Cut short by the session's buffer limit, not by the kernel: everything is already on
+        // the wire, so no writable edge would come. Re-arm one so `drain` still fires.
+        let token = self.token.get();
+        if let Some(io) = st.io.as_mut() {
+          let _ = reactor::with(|r| r.poll.registry().reregister(io.source(), token, mio::Interest::READABLE | mio::Interest::WRITABLE));
+        }
+      }
+      return n;
     }
     if st.pending_tls.is_some() {
       return crate::tls::send_pending(&mut st, bytes);

@@ -462,3 +462,17 @@ export async function endDeliversTheWholeFinalChunkOverTls(t) {
   await closed.promise
   t.true(Buffer.concat(chunks).equals(big))
 }
+
+export async function drainFiresAfterAWriteCutShortByTheSessionBuffer(t) {
+  // Found by the stress suite: a TLS write cut short by the session's 64 KiB buffer (not by the
+  // kernel) still owes exactly one drain.
+  const { l } = tlsServer(t, serverTls(), { handshake() {}, data() {} })
+  const drained = deferred()
+  let drains = 0
+  const { s } = await handshake(t, l.port, { ca: pem('ca.pem') }, { drain: () => { drains++; drained.resolve() } })
+  const n = s.write(Buffer.alloc(256 * 1024))
+  t.true(n > 0 && n < 256 * 1024, `took ${n}`)
+  t.is(s.write('x'), 0)
+  await drained.promise
+  t.is(drains, 1)
+}
