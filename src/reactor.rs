@@ -323,6 +323,9 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
 /// Env teardown (worker exit, process exit): close every socket and listener and both libuv
 /// handles, so the loop can close cleanly and no fd outlives the environment.
 unsafe extern "C" fn cleanup(_arg: *mut c_void) {
+  // Anything below that touches a JS handle (reference deletion, a pending exception left by a
+  // terminated worker) needs a scope; cleanup hooks run outside any.
+  let _hs = HandleScope::open(env());
   let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
   r.bridge.close();
   crate::readbuf::teardown();
