@@ -16,7 +16,7 @@
 //     the child receives from us, the child is the listener we stream to, and the child stopped
 //     reading with our data unread in its buffer (the kernel then resets: ECONNRESET expected).
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -371,6 +371,53 @@ async function childKilled(kind) {
   check(`${T}: child died by SIGKILL`, ch.exit?.sig === 'SIGKILL', JSON.stringify(ch.exit))
 }
 
+const pem = (n) => readFileSync(new URL(`../__test__/fixtures/tls/${n}`, import.meta.url))
+
+/** e) TLS peers that vanish mid-handshake, both ways: each side reports a failed handshake (a
+ *  Node-shaped error, never success) and closes; nothing hangs. */
+async function tlsMidHandshake() {
+  const net = await import('node:net')
+  // e1) a raw TCP peer sends half a ClientHello to a bunnet TLS listener, then resets.
+  const seen = []
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: { key: pem('server-key.pem'), cert: pem('server.pem') },
+    socket: {
+      handshake: (s, ok, err) => seen.push(['handshake', ok, err?.code]),
+      data() {},
+      close: () => seen.push(['close']),
+    },
+  })
+  const raw = net.connect(l.port, '127.0.0.1', () => {
+    raw.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))
+    setTimeout(() => raw.resetAndDestroy(), 20)
+  })
+  raw.on('error', () => {})
+  await waitFor(() => seen.some((e) => e[0] === 'close'), 3000)
+  const hs = seen.find((e) => e[0] === 'handshake')
+  check('e1) client resets mid-ClientHello: server handshake(false, Node-shaped code) then close', !!hs && hs[1] === false && typeof hs[2] === 'string' && seen.at(-1)[0] === 'close', JSON.stringify(seen))
+  l.stop(true)
+  // e2) a TCP server accepts a bunnet TLS client and closes without answering the ClientHello.
+  const srv = net.createServer((c) => c.once('data', () => c.resetAndDestroy()))
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  const cseen = []
+  await connect({
+    hostname: '127.0.0.1',
+    port: srv.address().port,
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: {
+      handshake: (s, ok, err) => cseen.push(['handshake', ok, err?.code]),
+      data() {},
+      close: () => cseen.push(['close']),
+    },
+  }).catch((e) => cseen.push(['rejected', e.code]))
+  await waitFor(() => cseen.some((e) => e[0] === 'close' || e[0] === 'rejected'), 3000)
+  const chs = cseen.find((e) => e[0] === 'handshake')
+  check('e2) server resets mid-handshake: client handshake(false, Node-shaped code) then close', !!chs && chs[1] === false && typeof chs[2] === 'string', JSON.stringify(cseen))
+  srv.close()
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bunnet-abrupt-'))
   try {
@@ -385,6 +432,7 @@ async function main() {
     await childKilled('receiving from us')
     await childKilled('listening (we stream to it)')
     await childKilled('stalled with unread data')
+    await tlsMidHandshake()
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

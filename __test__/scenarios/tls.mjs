@@ -476,3 +476,21 @@ export async function drainFiresAfterAWriteCutShortByTheSessionBuffer(t) {
   await drained.promise
   t.is(drains, 1)
 }
+
+export async function resetMidHandshakeIsAFailedHandshake(t) {
+  // Found by the stress suite: a peer that resets during the handshake gives
+  // handshake(false, ECONNRESET) then close, not a bare close.
+  const net = await import('node:net')
+  const seen = []
+  const { l } = tlsServer(t, serverTls(), {
+    handshake: (s, ok, err) => seen.push(`handshake ${ok} ${err?.code}`),
+    close: () => seen.push('close'),
+  })
+  const raw = net.connect(l.port, '127.0.0.1', () => {
+    raw.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))
+    setTimeout(() => raw.resetAndDestroy(), 20)
+  })
+  raw.on('error', () => {})
+  await until(() => seen.includes('close'))
+  t.deepEqual(seen, ['handshake false ECONNRESET', 'close'])
+}
