@@ -62,7 +62,7 @@ async function main() {
     cliOpen: 0, cliClose: 0, cliCloseErr: 0, cliUnexpectedErr: 0, cliError: 0,
     connectErrors: 0, firstConnectError: '', echoBad: 0, badReadyState: 0, writesShort: 0,
     done: 0, started: 0,
-    failCycles: 0, connectErrorCalls: 0, failBadError: 0, failResolved: 0, failRejected: 0,
+    failCycles: 0, connectErrorCalls: 0, failBadError: 0, failResolved: 0, failRejected: 0, selfConnects: 0, failResolvedSamples: [],
   }
   const serverHandlers = {
     open(s) {
@@ -130,7 +130,14 @@ async function main() {
         },
       }).then(
         (s) => {
-          st.failResolved++
+          // Linux TCP self-connect: with 1M cycles the client's ephemeral port sometimes equals
+          // the dead port, and a socket connecting to itself succeeds (simultaneous open). That
+          // is the kernel, not a missed refusal; anything else is a failure.
+          if (s.localPort === s.remotePort && s.remoteAddress === '127.0.0.1') st.selfConnects++
+          else st.failResolved++
+          if (st.failResolvedSamples.length < 5) {
+            st.failResolvedSamples.push(`${target.unix ? 'unix ' + target.unix : '127.0.0.1:1'} -> readyState ${s.readyState}, remote ${s.remoteAddress}:${s.remotePort}, local ${s.localAddress}:${s.localPort}, connectError calls ${called}`)
+          }
           s.terminate()
           st.done++
           resolve()
@@ -265,7 +272,8 @@ async function main() {
   await waitFor(() => st.srvClose === st.srvOpen, 5000)
   check('client: open and close counts equal (close exactly once)', st.cliOpen === st.cliClose && st.cliOpen === st.done - st.failCycles, `opens ${st.cliOpen}, closes ${st.cliClose}, successful cycles ${st.done - st.failCycles}`)
   figure('failing connects (ECONNREFUSED / ENOENT) among the cycles', st.failCycles)
-  check('failing connects: connectError once with a Node-shaped error, then the promise rejects', st.failRejected === st.failCycles && st.connectErrorCalls === st.failCycles && st.failBadError === 0 && st.failResolved === 0, `${st.failCycles} failing cycles, ${st.connectErrorCalls} connectError calls, ${st.failRejected} rejections, ${st.failBadError} bad, ${st.failResolved} resolved`)
+  const refusedCycles = st.failCycles - st.selfConnects
+  check('failing connects: connectError once with a Node-shaped error, then the promise rejects', st.failRejected === refusedCycles && st.connectErrorCalls === refusedCycles && st.failBadError === 0 && st.failResolved === 0, `${st.failCycles} failing cycles (${st.selfConnects} kernel self-connects), ${st.connectErrorCalls} connectError calls, ${st.failRejected} rejections, ${st.failBadError} bad, ${st.failResolved} resolved${st.failResolvedSamples.length ? '; resolved: ' + st.failResolvedSamples.join(' | ') : ''}`)
   check('server: open and close counts equal', st.srvOpen === st.srvClose && st.srvOpen === st.cliOpen, `opens ${st.srvOpen}, closes ${st.srvClose}`)
   check('readyState 1 in open, -1 in close; no double close', st.badReadyState === 0, `${st.badReadyState}`)
   check('no handler error (error handler never called)', st.srvError === 0 && st.cliError === 0, `server ${st.srvError}, client ${st.cliError}`)

@@ -21,15 +21,16 @@ const opt = (n) => {
 const only = opt('--only')?.split(',')
 const seed = opt('--seed')
 
-// name, file, timeout quick/full (s), key figures for the one-line summary
+// name, title, timeout quick/full (s), key figures for the one-line summary. Quick timeouts
+// keep a run with one hanging area under 3 minutes (the areas take ~50 s in all).
 const AREAS = [
-  { name: 'load', title: '1. Load: concurrent connections held open', timeout: [90, 240], keys: ['connections held (each side)', 'server: bytes per connection (RSS delta after gc / N)', 'client: bytes per connection (RSS delta after gc / N)', 'server: peak RSS'] },
-  { name: 'churn', title: '2. Churn and leaks', timeout: [150, 900], keys: ['cycles completed', 'rate', 'RSS drift (last vs 2nd quarter)', 'unfinalized after gc'] },
-  { name: 'fuzz', title: '3. Bad-input fuzzing', timeout: [90, 300], keys: ['seed', 'cases', 'slowest single call'] },
-  { name: 'handlers', title: '4. Faulty handlers', timeout: [90, 240], keys: ['scenarios', 'scenarios failing'] },
-  { name: 'integrity', title: '5. Integrity under partial writes and pauses', timeout: [120, 900], keys: ['bytes per transport', 'TCP: throughput client->server (incl. hashing both ends)', 'UNIX: throughput client->server (incl. hashing both ends)'] },
-  { name: 'abrupt', title: '6. Abrupt peers', timeout: [90, 180], keys: ['c) stop(true) with 1000 active connections: stop(true) duration'] },
-  { name: 'lifetime', title: '7. Lifetime: workers and process exit', timeout: [120, 240], keys: ['A) workers run', 'A) duration'] },
+  { name: 'load', title: '1. Load: concurrent connections held open', timeout: [60, 240], keys: ['connections held (each side)', 'server: bytes per connection (RSS delta after gc / N)', 'client: bytes per connection (RSS delta after gc / N)', 'server: peak RSS'] },
+  { name: 'churn', title: '2. Churn and leaks', timeout: [120, 900], keys: ['cycles completed', 'rate', 'RSS drift (last vs 2nd quarter)', 'unfinalized after gc'] },
+  { name: 'fuzz', title: '3. Bad-input fuzzing', timeout: [60, 300], keys: ['seed', 'cases', 'slowest single call'] },
+  { name: 'handlers', title: '4. Faulty handlers', timeout: [60, 240], keys: ['scenarios', 'scenarios failing'] },
+  { name: 'integrity', title: '5. Integrity under partial writes and pauses', timeout: [90, 900], keys: ['bytes per transport', 'TCP: throughput client->server (incl. hashing both ends)', 'UNIX: throughput client->server (incl. hashing both ends)'] },
+  { name: 'abrupt', title: '6. Abrupt peers', timeout: [60, 180], keys: ['c) stop(true) with 1000 active connections: stop(true) duration'] },
+  { name: 'lifetime', title: '7. Lifetime: workers and process exit', timeout: [60, 150], keys: ['A) workers run', 'A) duration'] },
 ]
 
 function runArea(area) {
@@ -164,6 +165,10 @@ function writeResults(results, wallMs, passed, failed) {
     L.push('| | check | detail |', '|---|---|---|')
     for (const c of r.checks) L.push(`| ${c.ok ? '✅' : '❌'} | ${esc(c.name)} | ${esc(c.detail)} |`)
     L.push('')
+    const ran = r.checks[r.checks.length - 1]
+    if (!ran.ok && r.stderr) {
+      L.push('<details><summary>stderr of the area process (last 6,000 characters)</summary>', '', '```', r.stderr.replace(/```/g, "'''"), '```', '', '</details>', '')
+    }
     for (const t of r.tables) {
       L.push(`<details><summary>${esc(t.title)} (${t.rows.length} rows)</summary>`, '')
       L.push(`| ${t.header.map(esc).join(' | ')} |`, `|${t.header.map(() => '---').join('|')}|`)
