@@ -114,8 +114,8 @@ async function main() {
   function failingCycle(i) {
     return new Promise((resolve) => {
       st.failCycles++
-      // (A refused TCP port is not used: this sandbox's network sometimes accepts connects to
-      // 127.0.0.1:1; a missing unix path fails the same way everywhere.)
+      // (A fixed refused TCP port is not used: a concurrent run's fuzzer, as root, may bind
+      // port 1; a missing unix path in our own temp dir fails the same way everywhere.)
       const target = { unix: join(dir, 'missing.sock') }
       let called = 0
       connect({
