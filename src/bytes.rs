@@ -108,6 +108,17 @@ fn encode_utf8(env: Env, s: Value, buf: &mut Vec<u8>) -> Result<(), BadBytes> {
   Ok(())
 }
 
+/// A copy of the bytes of a string (UTF-8) or binary value; `None` for anything else. For
+/// options that take "string, Buffer or TypedArray" (PEM, ALPN, sessions, keying context).
+pub(crate) fn string_or_binary(env: Env, v: Value) -> Option<Vec<u8>> {
+  if js::type_of(env, v) == sys::ValueType::napi_string {
+    return Some(js::get_string(env, v).unwrap_or_default().into_bytes());
+  }
+  let (p, n) = binary_view(env, v)?;
+  // SAFETY: a live view of a JS buffer, copied before any JS runs.
+  Some(if p.is_null() { Vec::new() } else { unsafe { std::slice::from_raw_parts(p, n) }.to_vec() })
+}
+
 /// Pointer and byte length of a Buffer/TypedArray/DataView/ArrayBuffer/SharedArrayBuffer.
 pub(crate) fn binary_view(env: Env, v: Value) -> Option<(*const u8, usize)> {
   let mut yes = false;

@@ -50,9 +50,7 @@ impl Ctx {
     Ok(js::number(self.env, n))
   }
   pub(crate) fn boolean(&self, b: bool) -> napi::Result<Value> {
-    let mut v = ptr::null_mut();
-    unsafe { sys::napi_get_boolean(self.env, b, &mut v) };
-    Ok(v)
+    Ok(js::boolean(self.env, b))
   }
   pub(crate) fn string(&self, s: &str) -> napi::Result<Value> {
     Ok(js::string(self.env, s))

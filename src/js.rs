@@ -42,6 +42,20 @@ pub(crate) fn null(env: Env) -> Value {
 }
 
 
+pub(crate) fn boolean(env: Env, b: bool) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_get_boolean(env, b, &mut v) };
+  v
+}
+
+/// A `Buffer` holding a copy of `bytes`.
+pub(crate) fn buffer(env: Env, bytes: &[u8]) -> Value {
+  let mut v = ptr::null_mut();
+  let mut p = ptr::null_mut();
+  unsafe { sys::napi_create_buffer_copy(env, bytes.len(), bytes.as_ptr().cast(), &mut p, &mut v) };
+  v
+}
+
 pub(crate) fn number(env: Env, n: f64) -> Value {
   let mut v = ptr::null_mut();
   unsafe { sys::napi_create_double(env, n, &mut v) };

@@ -225,14 +225,7 @@ fn validate_tls_fields(env: Env, tls: Value) -> Result<(), Invalid> {
 
 /// The bytes of a string or binary value (PEM text, ALPN wire format).
 fn source_bytes(env: Env, v: Value) -> Vec<u8> {
-  if js::type_of(env, v) == sys::ValueType::napi_string {
-    return js::get_string(env, v).unwrap_or_default().into_bytes();
-  }
-  match crate::bytes::binary_view(env, v) {
-    // SAFETY: a live view of a JS buffer, copied before any JS runs.
-    Some((p, n)) if !p.is_null() => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
-    _ => Vec::new(),
-  }
+  crate::bytes::string_or_binary(env, v).unwrap_or_default()
 }
 
 /// A PEM option: one source or an array of them.

@@ -238,12 +238,7 @@ fn renegotiate(s: &SocketHandle, c: &Ctx) -> R {
 /// Client: a token for this connection's session once a ticket arrived (`undefined` before).
 fn get_session(s: &SocketHandle, c: &Ctx) -> R {
   with_tls(s, c, undefined, |t| match t.sessions.as_ref().and_then(|x| x.export()) {
-    Some(token) => {
-      let mut b = std::ptr::null_mut();
-      let mut p = std::ptr::null_mut();
-      unsafe { sys::napi_create_buffer_copy(c.env, token.len(), token.as_ptr().cast(), &mut p, &mut b) };
-      Ok(b)
-    }
+    Some(token) => Ok(js::buffer(c.env, &token)),
     None => c.undefined(),
   })
 }
@@ -257,15 +252,8 @@ fn set_session(s: &SocketHandle, c: &Ctx) -> R {
     return c.undefined();
   }
   let v = c.arg(0);
-  let bytes = match js::type_of(c.env, v) {
-    sys::ValueType::napi_string => js::get_string(c.env, v).unwrap_or_default().into_bytes(),
-    sys::ValueType::napi_object => match crate::bytes::binary_view(c.env, v) {
-      // SAFETY: a live view of a JS buffer, copied before any JS runs.
-      Some((p, n)) if !p.is_null() => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
-      Some(_) => Vec::new(),
-      None => return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env)),
-    },
-    _ => return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env)),
+  let Some(bytes) = crate::bytes::string_or_binary(c.env, v) else {
+    return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env));
   };
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     if let Some(p) = st.pending_tls.as_mut() {
@@ -338,13 +326,10 @@ fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
     }
     let label = js::get_string(env, c.arg(1)).unwrap_or_default();
     let ctx_v = c.arg(2);
-    let context: Option<Vec<u8>> = match js::type_of(env, ctx_v) {
+    let context = match js::type_of(env, ctx_v) {
       sys::ValueType::napi_undefined => None,
-      sys::ValueType::napi_string => Some(js::get_string(env, ctx_v).unwrap_or_default().into_bytes()),
-      _ => match crate::bytes::binary_view(env, ctx_v) {
-        // SAFETY: a live view of a JS buffer, copied before any JS runs.
-        Some((p, n)) if !p.is_null() => Some(unsafe { std::slice::from_raw_parts(p, n) }.to_vec()),
-        Some(_) => Some(Vec::new()),
+      _ => match crate::bytes::string_or_binary(env, ctx_v) {
+        Some(b) => Some(b),
         None => return Err(ArgError::plain("Expected context to be a string, Buffer or TypedArray").throw(env)),
       },
     };
@@ -357,10 +342,7 @@ fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
       .export_keying_material(&mut out, label.as_bytes(), context.as_deref())
       .map_err(|e| ArgError::plain(e.to_string()).throw(env))?;
     }
-    let mut b = std::ptr::null_mut();
-    let mut p = std::ptr::null_mut();
-    unsafe { sys::napi_create_buffer_copy(env, out.len(), out.as_ptr().cast(), &mut p, &mut b) };
-    Ok(b)
+    Ok(js::buffer(env, &out))
   })
 }
 

@@ -17,13 +17,6 @@ fn hex(bytes: &[u8]) -> String {
   bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-fn buffer(env: Env, bytes: &[u8]) -> Value {
-  let mut out = std::ptr::null_mut();
-  let mut p = std::ptr::null_mut();
-  unsafe { sys::napi_create_buffer_copy(env, bytes.len(), bytes.as_ptr().cast(), &mut p, &mut out) };
-  out
-}
-
 /// `{ CN: ..., O: ... }` with a null prototype, as Node builds it.
 fn name(env: Env, n: &X509Name<'_>) -> Value {
   let mut obj = js::object(env);
@@ -110,7 +103,7 @@ pub(crate) fn to_js(env: Env, der: &[u8]) -> Value {
     }
     _ => {}
   }
-  set("pubkey", buffer(env, spki.raw));
+  set("pubkey", js::buffer(env, spki.raw));
   set("valid_from", js::string(env, &time(&c.validity().not_before)));
   set("valid_to", js::string(env, &time(&c.validity().not_after)));
   set("fingerprint", js::string(env, &hex_colon(&sha1::Sha1::digest(der))));
@@ -132,10 +125,8 @@ pub(crate) fn to_js(env: Env, der: &[u8]) -> Value {
     set("ext_key_usage", arr);
   }
   set("serialNumber", js::string(env, &hex(c.raw_serial())));
-  set("raw", buffer(env, der));
+  set("raw", js::buffer(env, der));
   let is_ca = c.basic_constraints().ok().flatten().is_some_and(|b| b.value.ca);
-  let mut b = std::ptr::null_mut();
-  unsafe { sys::napi_get_boolean(env, is_ca, &mut b) };
-  set("ca", b);
+  set("ca", js::boolean(env, is_ca));
   o
 }

@@ -479,12 +479,7 @@ fn handshake_done(env: Env, c: &Conn) {
   let has_handshake = c.handlers().is_some_and(|h| h.has(Event::Handshake));
   if has_handshake {
     let e = err.map_or_else(|| js::null(env), |e| verify_error_js(env, &e));
-    let ok = {
-      let mut v = std::ptr::null_mut();
-      unsafe { napi::sys::napi_get_boolean(env, success, &mut v) };
-      v
-    };
-    conn::emit(env, c, Event::Handshake, &[ok, e]);
+    conn::emit(env, c, Event::Handshake, &[js::boolean(env, success), e]);
   } else if !opened(c) {
     mark_opened(c);
     conn::emit_open(env, c);
@@ -534,12 +529,7 @@ fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
   if done {
     conn::emit(env, c, Event::Error, &[err]);
   } else if c.handlers().is_some_and(|h| h.has(Event::Handshake)) {
-    let no = {
-      let mut v = std::ptr::null_mut();
-      unsafe { napi::sys::napi_get_boolean(env, false, &mut v) };
-      v
-    };
-    conn::emit(env, c, Event::Handshake, &[no, err]);
+    conn::emit(env, c, Event::Handshake, &[js::boolean(env, false), err]);
   } else if !opened(c) {
     mark_opened(c);
     conn::emit_open(env, c);
