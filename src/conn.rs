@@ -423,6 +423,14 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
   }
 }
 
+/// A revisit asked for with [`crate::reactor::Reactor::kick`].
+pub(crate) fn on_kick(env: Env, conn: &Conn) {
+  let tls = conn.st.try_borrow().is_ok_and(|st| st.phase == Phase::Open && st.tls.is_some());
+  if tls {
+    crate::tls::on_resume(env, conn);
+  }
+}
+
 fn on_writable(env: Env, conn: &Conn) {
   let owed = match conn.st.try_borrow_mut() {
     Ok(mut st) if st.phase == Phase::Open && st.want_drain => {

@@ -77,6 +77,7 @@ pub fn listen_js(env: Env, options: Unknown) -> Result<Raw> {
 #[napi(js_name = "classes")]
 pub fn classes_js(env: Env) -> Result<Raw> {
   let e = env.raw();
+  reactor::guard_teardown(e);
   let o = js::object(e);
   let s = class::define::<socket::SocketHandle>(e)?;
   let l = class::define::<listener::ListenerHandle>(e)?;

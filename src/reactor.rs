@@ -119,6 +119,8 @@ pub(crate) struct Reactor {
   /// When the uv timer will next fire, if it is running.
   timer_due: Option<Instant>,
   timers: BinaryHeap<Reverse<(Instant, usize)>>,
+  /// Sockets to revisit on the next loop turn (see [`Reactor::kick`]).
+  kicks: Vec<Token>,
   refs: usize,
   refed: bool,
   resource: sys::napi_ref,
@@ -175,6 +177,7 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
       timer: Some(timer),
       timer_due: None,
       timers: BinaryHeap::new(),
+      kicks: Vec::new(),
       refs: 0,
       refed: false,
       resource,
@@ -228,8 +231,18 @@ impl Reactor {
     self.arm_timer();
   }
 
+  /// Revisits the socket behind `token` on the next loop turn (a zero timer), for work that no
+  /// readiness edge will announce: plaintext a TLS session still holds after `resume()`.
+  pub(crate) fn kick(&mut self, token: Token) {
+    if !self.kicks.contains(&token) {
+      self.kicks.push(token);
+    }
+    self.arm_timer();
+  }
+
   fn arm_timer(&mut self) {
-    let Some(Reverse((next, _))) = self.timers.peek().copied() else {
+    let next = if self.kicks.is_empty() { self.timers.peek().map(|Reverse((at, _))| *at) } else { Some(Instant::now()) };
+    let Some(next) = next else {
       if let Some(t) = &self.timer {
         t.timer_stop();
       }
@@ -312,12 +325,46 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
+  let kicks = with(|r| {
+    r.timer_due = None;
+    std::mem::take(&mut r.kicks)
+  })
+  .unwrap_or_default();
+  for token in kicks {
+    let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
+    let _hs = HandleScope::open(env);
+    crate::conn::on_kick(env, &c);
+  }
   let due = with(Reactor::due_timers).unwrap_or_default();
   for (at, token) in due {
     let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
     let _hs = HandleScope::open(env);
     crate::timeout::on_timeout(env, &c, at);
   }
+}
+
+thread_local! {
+  static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Registers (once per environment, when the addon is loaded) a cleanup hook that clears an
+/// exception left pending in the env (a worker terminated while a Node-API call ran JS) under a
+/// handle scope. napi-rs's own cleanup hook, registered before this one and so run after it,
+/// reads such an exception without a scope, which V8 answers with a fatal error ("Cannot create
+/// a handle without a HandleScope"): the stress suite's worker terminations hit it about once
+/// in 500 workers.
+pub(crate) fn guard_teardown(env: Env) {
+  if GUARDED.with(|g| g.replace(true)) {
+    return;
+  }
+  unsafe { sys::napi_add_env_cleanup_hook(env, Some(clear_pending), env.cast()) };
+}
+
+unsafe extern "C" fn clear_pending(arg: *mut c_void) {
+  let env: Env = arg.cast();
+  let _hs = HandleScope::open(env);
+  js::take_exception(env);
+  GUARDED.with(|g| g.set(false));
 }
 
 /// Env teardown (worker exit, process exit): close every socket and listener and both libuv

@@ -228,11 +228,16 @@ fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     let was_paused = std::mem::replace(&mut st.paused, false);
     if was_paused && st.phase == Phase::Open {
+      let tls = st.tls.is_some();
       if let Some(io) = st.io.as_mut() {
         // Edge-triggered: re-registering re-arms the edge so bytes already waiting are reported.
         let _ = reactor::with(|r| {
           r.poll.registry().reregister(io.source(), token, mio::Interest::READABLE | mio::Interest::WRITABLE)
         });
+      }
+      if tls {
+        // Plaintext (or ciphertext) the session already holds has no edge left to announce it.
+        let _ = reactor::with(|r| r.kick(token));
       }
     }
   }

@@ -402,6 +402,13 @@ fn on_readable(env: Env, c: &Conn, hup: bool) {
   }
 }
 
+/// `resume()`: delivers the plaintext the session kept while paused, then goes on with the
+/// ciphertext kept in `inbuf` and what the socket holds.
+pub(crate) fn on_resume(env: Env, c: &Conn) {
+  deliver_plaintext(env, c);
+  on_readable(env, c, false);
+}
+
 /// After new records: report a finished handshake, deliver plaintext, flush.
 fn after_packets(env: Env, c: &Conn) {
   let finished = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.done && !t.conn.is_handshaking())).unwrap_or(false);
