@@ -54,9 +54,9 @@ pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
   ("getTLSVersion", get_tls_version),
   ("getEphemeralKeyInfo", get_ephemeral_key_info),
   ("getSharedSigalgs", get_shared_sigalgs),
-  ("getTLSFinishedMessage", |_, c| c.undefined()),
-  ("getTLSPeerFinishedMessage", |_, c| c.undefined()),
-  ("getTLSTicket", |_, c| c.undefined()),
+  ("getTLSFinishedMessage", |s, c| bytes_or_undefined(s, c, |t| t.finished.as_deref())),
+  ("getTLSPeerFinishedMessage", |s, c| bytes_or_undefined(s, c, |t| t.peer_finished.as_deref())),
+  ("getTLSTicket", |s, c| bytes_or_undefined(s, c, |t| t.ticket.as_deref().filter(|_| !t.server))),
   ("getSession", get_session),
   ("setSession", set_session),
   ("isSessionReused", is_session_reused),
@@ -226,6 +226,14 @@ fn set_max_send_fragment(s: &SocketHandle, c: &Ctx) -> R {
     let n = js::get_f64(c.env, v).unwrap_or(0.0).trunc();
     // rustls fixes the fragment size per configuration; sizes in OpenSSL's range are accepted.
     c.boolean((512.0..=16384.0).contains(&n))
+  })
+}
+
+/// A Buffer of what `pick` finds in the session, or `undefined`.
+fn bytes_or_undefined(s: &SocketHandle, c: &Ctx, pick: impl FnOnce(&TlsState) -> Option<&[u8]>) -> R {
+  with_tls(s, c, undefined, |t| match pick(t) {
+    Some(b) => Ok(js::buffer(c.env, b)),
+    None => c.undefined(),
   })
 }
 

@@ -535,3 +535,132 @@ export async function resumeDeliversWhatTheSessionHeldWhilePaused(t) {
     s.end()
   }
 }
+
+/** A node:tls echo server with known ticket keys (OpenSSL tickets begin with the 16-byte key name). */
+async function nodeTlsServer(t, maxVersion) {
+  const tls = await import('node:tls')
+  const ticketKeys = Buffer.alloc(48, 7)
+  ticketKeys.write('bunnet-key-name!', 0)
+  const srv = tls.createServer({ ...serverTls(), maxVersion, ticketKeys }, (s) => s.on('data', (d) => s.write(d)).on('error', () => {}))
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => srv.close())
+  const accepted = new Promise((r) => srv.once('secureConnection', r))
+  return { port: srv.address().port, accepted, keyName: ticketKeys.subarray(0, 16) }
+}
+
+/** Connects a bunnet client and records the Finished messages and ticket in open, handshake and the first data. */
+async function finishedProbe(port, tls) {
+  const seen = {}
+  const snap = (s) => ({ own: s.getTLSFinishedMessage(), peer: s.getTLSPeerFinishedMessage(), ticket: s.getTLSTicket() })
+  const done = deferred()
+  await connect({
+    hostname: '127.0.0.1',
+    port,
+    tls,
+    socket: {
+      open(s) { seen.open = snap(s) },
+      handshake(s, ok) {
+        seen.handshake = { ok, ...snap(s) }
+        s.write('ping')
+      },
+      data(s) {
+        seen.data = snap(s)
+        s.end()
+        done.resolve(seen)
+      },
+    },
+  })
+  return done.promise
+}
+
+export async function finishedMessagesOnTls12MatchNodeTls(t) {
+  // rustls does not hand out Finished messages or tickets; bunnet reads them off the wire
+  // (src/tls/watch.rs). The oracle is node:tls (OpenSSL) on the other end of the same connection.
+  const { port, accepted, keyName } = await nodeTlsServer(t, 'TLSv1.2')
+  const seen = await finishedProbe(port, { ca: pem('ca.pem'), serverName: 'localhost' })
+  const peer = await accepted
+  t.is(seen.open.own, undefined)
+  t.is(seen.open.peer, undefined)
+  t.true(seen.handshake.ok)
+  t.true(Buffer.isBuffer(seen.handshake.own))
+  t.is(seen.handshake.own.length, 12)
+  t.deepEqual(seen.handshake.own, peer.getPeerFinished())
+  t.deepEqual(seen.handshake.peer, peer.getFinished())
+  t.notDeepEqual(seen.handshake.own, seen.handshake.peer)
+  // TLS 1.2 tickets come inside the handshake
+  t.true(Buffer.isBuffer(seen.handshake.ticket))
+  t.deepEqual(seen.handshake.ticket.subarray(0, 16), keyName)
+  t.deepEqual(seen.data.ticket, seen.handshake.ticket)
+}
+
+export async function ticketOnTls13ArrivesAfterTheHandshake(t) {
+  const { port, accepted, keyName } = await nodeTlsServer(t, 'TLSv1.3')
+  const seen = await finishedProbe(port, { ca: pem('ca.pem'), serverName: 'localhost' })
+  await accepted
+  t.true(seen.handshake.ok)
+  // Bun: no Finished messages on TLS 1.3, and the ticket only after the handshake
+  for (const at of ['open', 'handshake', 'data']) {
+    t.is(seen[at].own, undefined, at)
+    t.is(seen[at].peer, undefined, at)
+  }
+  t.is(seen.handshake.ticket, undefined)
+  t.true(Buffer.isBuffer(seen.data.ticket))
+  t.true(seen.data.ticket.length > 16)
+  t.deepEqual(seen.data.ticket.subarray(0, 16), keyName)
+}
+
+export async function finishedMessagesOfABunnetTls12ServerMatchNodeTls(t) {
+  const tls = await import('node:tls')
+  const got = deferred()
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: { ...serverTls(), secureOptions: 0x20000000 },
+    socket: {
+      data(s, d) {
+        got.resolve({ own: s.getTLSFinishedMessage(), peer: s.getTLSPeerFinishedMessage(), ticket: s.getTLSTicket(), v: s.getTLSVersion() })
+        s.write(d)
+      },
+    },
+  })
+  t.teardown(() => l.stop(true))
+  const finishes = []
+  for (let i = 0; i < 2; i++) {
+    const c = tls.connect({ host: '127.0.0.1', port: l.port, ca: pem('ca.pem'), servername: 'localhost' })
+    await new Promise((r, j) => c.once('secureConnect', r).once('error', j))
+    c.write('x')
+    await new Promise((r) => c.once('data', r))
+    const srv = await got.promise
+    got.promise = null
+    t.is(srv.v, 'TLSv1.2')
+    t.is(srv.own.length, 12)
+    t.deepEqual(srv.own, c.getPeerFinished())
+    t.deepEqual(srv.peer, c.getFinished())
+    t.is(srv.ticket, undefined)
+    finishes.push(srv.own.toString('hex'))
+    c.destroy()
+    Object.assign(got, deferred())
+  }
+  t.not(finishes[0], finishes[1], 'new Finished messages on every connection')
+}
+
+export async function finishedMessagesMirrorBetweenBunnetEndsOnTls12(t) {
+  const server = deferred()
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: { ...serverTls(), secureOptions: 0x20000000 },
+    socket: {
+      handshake(s) { server.resolve({ own: s.getTLSFinishedMessage(), peer: s.getTLSPeerFinishedMessage(), ticket: s.getTLSTicket() }) },
+      data(s, d) { s.write(d) },
+    },
+  })
+  t.teardown(() => l.stop(true))
+  const seen = await finishedProbe(l.port, { ca: pem('ca.pem'), serverName: 'localhost' })
+  const srv = await server.promise
+  t.is(seen.open.own, undefined)
+  t.is(seen.handshake.own.length, 12)
+  t.deepEqual(seen.handshake.own, srv.peer)
+  t.deepEqual(seen.handshake.peer, srv.own)
+  t.is(srv.ticket, undefined)
+}

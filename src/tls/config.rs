@@ -202,6 +202,7 @@ pub(crate) fn client(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
   cfg.alpn_protocols = opts.alpn.clone();
   cfg.enable_sni = true;
   cfg.resumption = rustls::client::Resumption::store(Arc::new(super::session::Store));
+  cfg.key_log = Arc::new(super::watch::KeyCapture);
   let cfg = Arc::new(cfg);
   CACHE.with(|m| {
     let mut m = m.borrow_mut();
@@ -241,6 +242,7 @@ pub(crate) fn server(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
   };
   let mut cfg = builder.with_cert_resolver(Arc::new(OneCert(opts.key.clone())));
   cfg.alpn_protocols = opts.alpn.clone();
+  cfg.key_log = Arc::new(super::watch::KeyCapture);
   Ok(Arc::new(cfg))
 }
 

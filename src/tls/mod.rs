@@ -12,10 +12,13 @@
 
 pub(crate) mod cert;
 pub(crate) mod config;
+mod keys;
+mod read;
 pub(crate) mod session;
 pub(crate) mod verify;
+mod watch;
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,9 +28,9 @@ use rustls::Connection;
 
 use crate::conn::{self, Conn, How, Io, Phase};
 use crate::handlers::Event;
-use crate::js::{self, Called, Env, HandleScope, Value};
-use crate::readbuf::{self, Read};
+use crate::js::{self, Env, Value};
 use config::TlsOptions;
+pub(crate) use read::on_resume;
 use verify::VerifyError;
 
 /// Plaintext the session may hold before `write()` starts returning less than asked.
@@ -52,16 +55,45 @@ pub(crate) struct TlsState {
   pub sessions: Option<session::Slot>,
   pub authorized: bool,
   pub auth_error: Option<VerifyError>,
+  /// Reads Finished messages and tickets off the wire while the handshake runs.
+  watch: Option<Box<watch::Watch>>,
+  /// TLS 1.2 Finished messages (verify_data): this side's, the peer's.
+  pub finished: Option<Vec<u8>>,
+  pub peer_finished: Option<Vec<u8>>,
+  /// Client: the server's latest session ticket.
+  pub ticket: Option<Vec<u8>>,
 }
 
 impl TlsState {
   /// `process_new_packets` with this connection's session slot and verdict in place.
   fn process(&mut self) -> Result<(), rustls::Error> {
-    let r = session::with_slot(self.sessions, || self.conn.process_new_packets().map(|_| ()));
+    let (conn, sessions) = (&mut self.conn, self.sessions);
+    let r = watch::capturing(&mut self.watch, || session::with_slot(sessions, || conn.process_new_packets().map(|_| ())));
     if let Some(v) = verify::take_verdict() {
       self.recorded = Some(v);
     }
+    if let Some(w) = self.watch.as_mut() {
+      w.pump();
+      self.harvest();
+    }
     r
+  }
+
+  /// Takes what the watch learnt; drops it once there is nothing more to learn.
+  fn harvest(&mut self) {
+    let Some(w) = self.watch.as_mut() else { return };
+    if let Some(f) = w.finished.take() {
+      self.finished = Some(f);
+    }
+    if let Some(f) = w.peer_finished.take() {
+      self.peer_finished = Some(f);
+    }
+    if let Some(t) = w.ticket.take() {
+      self.ticket = Some(t);
+    }
+    if w.done() {
+      self.watch = None;
+    }
   }
 }
 
@@ -159,16 +191,21 @@ fn install(
       sessions,
       authorized: false,
       auth_error: None,
+      watch: Some(watch::Watch::new(server)),
+      finished: None,
+      peer_finished: None,
+      ticket: None,
     }));
     flush_state(&mut st);
   }
 }
 
 /// Writes pending ciphertext to the fd; `true` when nothing is left pending.
-fn flush_state(st: &mut conn::ConnState) -> bool {
+pub(super) fn flush_state(st: &mut conn::ConnState) -> bool {
   let Some(fd) = st.io.as_ref().map(Io::fd) else { return true };
   let Some(t) = st.tls.as_mut() else { return true };
-  let mut w = FdWriter(fd);
+  let t = &mut **t;
+  let mut w = FdWriter(fd, t.watch.as_deref_mut());
   while t.conn.wants_write() {
     match t.conn.write_tls(&mut w) {
       Ok(_) => {}
@@ -181,12 +218,28 @@ fn flush_state(st: &mut conn::ConnState) -> bool {
       }
     }
   }
+  t.harvest();
   true
 }
 
-struct FdWriter(i32);
+/// Writes ciphertext to the fd, showing what was sent to the watch (while there is one).
+struct FdWriter<'a>(i32, Option<&'a mut watch::Watch>);
 
-impl io::Write for FdWriter {
+impl FdWriter<'_> {
+  fn sent(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+    let Some(w) = self.1.as_mut() else { return };
+    for b in bufs {
+      let k = n.min(b.len());
+      w.sent(&b[..k]);
+      n -= k;
+      if n == 0 {
+        break;
+      }
+    }
+  }
+}
+
+impl io::Write for FdWriter<'_> {
   /// rustls hands over one buffer per TLS record: one `sendmsg` sends them all (MSG_NOSIGNAL,
   /// unlike `writev`).
   fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -198,6 +251,7 @@ impl io::Write for FdWriter {
     if n < 0 {
       Err(io::Error::last_os_error())
     } else {
+      self.sent(bufs, n as usize);
       Ok(n as usize)
     }
   }
@@ -207,6 +261,7 @@ impl io::Write for FdWriter {
     if n < 0 {
       Err(io::Error::last_os_error())
     } else {
+      self.sent(&[io::IoSlice::new(buf)], n as usize);
       Ok(n as usize)
     }
   }
@@ -272,196 +327,14 @@ pub(crate) fn on_event(env: Env, c: &Conn, writable: bool, readable: bool, hup: 
     }
   }
   if readable || hup {
-    on_readable(env, c, hup);
+    read::on_readable(env, c, hup);
   }
 }
 
-struct FdReader(i32);
-
-impl io::Read for FdReader {
-  fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-    let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-      Err(io::Error::last_os_error())
-    } else {
-      Ok(n as usize)
-    }
-  }
-}
-
-enum Step {
-  /// Fed; `true` when there may be more to read right away.
-  Fed(bool),
-  Eof,
-  Failed(io::Error),
-  Stop,
-  Tls(rustls::Error),
-}
-
-const READ_CHUNK: usize = 64 * 1024;
-
-thread_local! {
-  static CIPHER_IN: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
-}
-
-impl TlsState {
-  /// Feeds ciphertext to the session (leftovers first, then `fresh`), processing records as they
-  /// complete; stops when the session's plaintext buffer is full (the rest is kept in `inbuf`
-  /// until that plaintext has been delivered).
-  fn feed(&mut self, fresh: &[u8]) -> Result<(), rustls::Error> {
-    let mut pending = std::mem::take(&mut self.inbuf);
-    let result = if pending.is_empty() {
-      let used = self.feed_slice(fresh);
-      pending.extend_from_slice(&fresh[used.0..]);
-      used.1
-    } else {
-      pending.extend_from_slice(fresh);
-      let used = self.feed_slice(&pending);
-      pending.drain(..used.0);
-      used.1
-    };
-    self.inbuf = pending;
-    result
-  }
-
-  /// (bytes consumed, outcome) for one pass over `data`.
-  fn feed_slice(&mut self, data: &[u8]) -> (usize, Result<(), rustls::Error>) {
-    let mut consumed = 0;
-    while consumed < data.len() {
-      let mut rd = &data[consumed..];
-      match self.conn.read_tls(&mut rd) {
-        Ok(0) | Err(_) => break,
-        Ok(n) => consumed += n,
-      }
-      if let Err(e) = self.process() {
-        return (consumed, Err(e));
-      }
-    }
-    (consumed, Ok(()))
-  }
-}
-
-/// Reads ciphertext in 64 KiB chunks until the socket is drained (edge-triggered), feeding the
-/// session; plaintext is delivered after each chunk. (rustls's own `read_tls` reads 4 KiB at a
-/// time: one syscall per 4 KiB.)
-fn on_readable(env: Env, c: &Conn, hup: bool) {
-  loop {
-    let step = {
-      let Ok(mut st) = c.st.try_borrow_mut() else { return };
-      if st.phase != Phase::Open || st.paused || st.read_eof {
-        return;
-      }
-      let Some(fd) = st.io.as_ref().map(Io::fd) else { return };
-      let Some(t) = st.tls.as_mut() else { return };
-      if !t.inbuf.is_empty() {
-        let before = t.inbuf.len();
-        match t.feed(&[]) {
-          // No progress (plaintext still not delivered, e.g. no data handler yet): stop here;
-          // the next readiness or resume() comes back to it.
-          Ok(()) if t.inbuf.len() == before => Step::Stop,
-          Ok(()) => Step::Fed(true),
-          Err(e) => Step::Tls(e),
-        }
-      } else {
-        let read = CIPHER_IN.with(|b| {
-          let Ok(mut buf) = b.try_borrow_mut() else { return Err(io::Error::from(io::ErrorKind::WouldBlock)) };
-          let n = FdReader(fd).read(&mut buf)?;
-          Ok((n, n == buf.len(), t.feed(&buf[..n])))
-        });
-        match read {
-          Ok((0, _, _)) => Step::Eof,
-          Ok((_, full, Ok(()))) => Step::Fed(full),
-          Ok((_, _, Err(e))) => Step::Tls(e),
-          Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
-          Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-          Err(e) => Step::Failed(e),
-        }
-      }
-    };
-    match step {
-      Step::Fed(more) => {
-        after_packets(env, c);
-        let pending = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.inbuf.is_empty())).unwrap_or(false);
-        if !more && !hup && !pending {
-          return;
-        }
-      }
-      Step::Eof => return on_eof(env, c),
-      Step::Failed(e) => {
-        // A reset during the handshake is a failed handshake (reported as such), not just a close.
-        let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
-        if !done {
-          return handshake_or_fatal(env, c, Ok(()));
-        }
-        let err = crate::error::SysError::from_io(&e, "read").to_js(env);
-        return conn::close(env, c, How::Gone, Some(err));
-      }
-      Step::Tls(e) => return handshake_or_fatal(env, c, Err(e)),
-      Step::Stop => return,
-    }
-  }
-}
-
-/// `resume()`: delivers the plaintext the session kept while paused, then goes on with the
-/// ciphertext kept in `inbuf` and what the socket holds.
-pub(crate) fn on_resume(env: Env, c: &Conn) {
-  deliver_plaintext(env, c);
-  on_readable(env, c, false);
-}
-
-/// After new records: report a finished handshake, deliver plaintext, flush.
-fn after_packets(env: Env, c: &Conn) {
-  let finished = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.done && !t.conn.is_handshaking())).unwrap_or(false);
-  if finished {
-    handshake_done(env, c);
-  }
-  deliver_plaintext(env, c);
-  if let Ok(mut st) = c.st.try_borrow_mut() {
-    flush_state(&mut st);
-  }
-}
-
-fn deliver_plaintext(env: Env, c: &Conn) {
-  loop {
-    let _hs = HandleScope::open(env);
-    let Some(h) = c.handlers() else { return };
-    let r = {
-      let Ok(mut st) = c.st.try_borrow_mut() else { return };
-      if st.phase != Phase::Open || st.paused {
-        return;
-      }
-      let Some(t) = st.tls.as_mut() else { return };
-      if !t.done {
-        return;
-      }
-      readbuf::read_from(env, h.binary_type, |b| t.conn.reader().read(b))
-    };
-    match r {
-      Read::Data(chunk, _) => {
-        if let Some(socket) = c.socket(env) {
-          if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
-            conn::route_error(env, &h, socket, e);
-          }
-        }
-      }
-      // close_notify: the peer finished sending.
-      Read::Eof => return on_eof(env, c),
-      Read::Failed(_) | Read::Stop => return,
-    }
-  }
-}
-
-fn on_eof(env: Env, c: &Conn) {
-  let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
-  if !done {
-    return handshake_or_fatal(env, c, Ok(()));
-  }
-  conn::on_eof(env, c);
-}
 
 /// The handshake completed: work out `authorized`/`authorizationError` the way Node and Bun do,
 /// then `handshake(...)` or (without that handler) `open`.
-fn handshake_done(env: Env, c: &Conn) {
+pub(super) fn handshake_done(env: Env, c: &Conn) {
   let (success, err) = {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     let Some(t) = st.tls.as_mut() else { return };
@@ -519,7 +392,7 @@ pub(crate) fn mark_opened(c: &Conn) {
 
 /// A TLS failure: during the handshake, `handshake(s, false, err)` (or, without that handler,
 /// `open` once) then `close`; after it, `error(s, err)` then `close`. Never a silent clean close.
-fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
+pub(super) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
   let (done, recorded) = {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     flush_state(&mut st);

@@ -1,0 +1,200 @@
+//! The read side of a TLS socket: ciphertext from the fd into the session, plaintext from the
+//! session to `data`, honouring `pause()`/`resume()` (spec §6).
+
+use std::io::{self, Read as _};
+
+use super::{flush_state, handshake_done, handshake_or_fatal, TlsState};
+use crate::conn::{self, Conn, How, Io, Phase};
+use crate::js::{Called, Env, HandleScope};
+use crate::readbuf::{self, Read};
+
+struct FdReader(i32);
+
+impl io::Read for FdReader {
+  fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+      Err(io::Error::last_os_error())
+    } else {
+      Ok(n as usize)
+    }
+  }
+}
+
+enum Step {
+  /// Fed; `true` when there may be more to read right away.
+  Fed(bool),
+  Eof,
+  Failed(io::Error),
+  Stop,
+  Tls(rustls::Error),
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+  static CIPHER_IN: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+impl TlsState {
+  /// Feeds ciphertext to the session (leftovers first, then `fresh`), processing records as they
+  /// complete; stops when the session's plaintext buffer is full (the rest is kept in `inbuf`
+  /// until that plaintext has been delivered).
+  fn feed(&mut self, fresh: &[u8]) -> Result<(), rustls::Error> {
+    if let Some(w) = self.watch.as_mut() {
+      w.received(fresh);
+    }
+    let mut pending = std::mem::take(&mut self.inbuf);
+    let result = if pending.is_empty() {
+      let used = self.feed_slice(fresh);
+      pending.extend_from_slice(&fresh[used.0..]);
+      used.1
+    } else {
+      pending.extend_from_slice(fresh);
+      let used = self.feed_slice(&pending);
+      pending.drain(..used.0);
+      used.1
+    };
+    self.inbuf = pending;
+    result
+  }
+
+  /// (bytes consumed, outcome) for one pass over `data`.
+  fn feed_slice(&mut self, data: &[u8]) -> (usize, Result<(), rustls::Error>) {
+    let mut consumed = 0;
+    while consumed < data.len() {
+      let mut rd = &data[consumed..];
+      match self.conn.read_tls(&mut rd) {
+        Ok(0) | Err(_) => break,
+        Ok(n) => consumed += n,
+      }
+      if let Err(e) = self.process() {
+        return (consumed, Err(e));
+      }
+    }
+    (consumed, Ok(()))
+  }
+}
+
+/// Reads ciphertext in 64 KiB chunks until the socket is drained (edge-triggered), feeding the
+/// session; plaintext is delivered after each chunk. (rustls's own `read_tls` reads 4 KiB at a
+/// time: one syscall per 4 KiB.)
+pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
+  loop {
+    let step = {
+      let Ok(mut st) = c.st.try_borrow_mut() else { return };
+      if st.phase != Phase::Open || st.paused || st.read_eof {
+        return;
+      }
+      let Some(fd) = st.io.as_ref().map(Io::fd) else { return };
+      let Some(t) = st.tls.as_mut() else { return };
+      if !t.inbuf.is_empty() {
+        let before = t.inbuf.len();
+        match t.feed(&[]) {
+          // No progress (plaintext still not delivered, e.g. no data handler yet): stop here;
+          // the next readiness or resume() comes back to it.
+          Ok(()) if t.inbuf.len() == before => Step::Stop,
+          Ok(()) => Step::Fed(true),
+          Err(e) => Step::Tls(e),
+        }
+      } else {
+        let read = CIPHER_IN.with(|b| {
+          let Ok(mut buf) = b.try_borrow_mut() else { return Err(io::Error::from(io::ErrorKind::WouldBlock)) };
+          let n = FdReader(fd).read(&mut buf)?;
+          Ok((n, n == buf.len(), t.feed(&buf[..n])))
+        });
+        match read {
+          Ok((0, _, _)) => Step::Eof,
+          Ok((_, full, Ok(()))) => Step::Fed(full),
+          Ok((_, _, Err(e))) => Step::Tls(e),
+          Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Stop,
+          Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+          Err(e) => Step::Failed(e),
+        }
+      }
+    };
+    match step {
+      Step::Fed(more) => {
+        after_packets(env, c);
+        let pending = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.inbuf.is_empty())).unwrap_or(false);
+        if !more && !hup && !pending {
+          return;
+        }
+      }
+      Step::Eof => return on_eof(env, c),
+      Step::Failed(e) => {
+        // A reset during the handshake is a failed handshake (reported as such), not just a close.
+        let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
+        if !done {
+          return handshake_or_fatal(env, c, Ok(()));
+        }
+        let err = crate::error::SysError::from_io(&e, "read").to_js(env);
+        return conn::close(env, c, How::Gone, Some(err));
+      }
+      Step::Tls(e) => return handshake_or_fatal(env, c, Err(e)),
+      Step::Stop => return,
+    }
+  }
+}
+
+/// `resume()`: delivers the plaintext the session kept while paused, then goes on with the
+/// ciphertext kept in `inbuf` and what the socket holds.
+pub(crate) fn on_resume(env: Env, c: &Conn) {
+  deliver_plaintext(env, c);
+  on_readable(env, c, false);
+}
+
+/// After new records: report a finished handshake, deliver plaintext, flush.
+fn after_packets(env: Env, c: &Conn) {
+  let finished = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.done && !t.conn.is_handshaking())).unwrap_or(false);
+  if finished {
+    // This side's last handshake flight goes out first: the peer can finish sooner, and the
+    // handshake handler sees this side's own Finished message (TLS 1.2) already.
+    if let Ok(mut st) = c.st.try_borrow_mut() {
+      flush_state(&mut st);
+    }
+    handshake_done(env, c);
+  }
+  deliver_plaintext(env, c);
+  if let Ok(mut st) = c.st.try_borrow_mut() {
+    flush_state(&mut st);
+  }
+}
+
+fn deliver_plaintext(env: Env, c: &Conn) {
+  loop {
+    let _hs = HandleScope::open(env);
+    let Some(h) = c.handlers() else { return };
+    let r = {
+      let Ok(mut st) = c.st.try_borrow_mut() else { return };
+      if st.phase != Phase::Open || st.paused {
+        return;
+      }
+      let Some(t) = st.tls.as_mut() else { return };
+      if !t.done {
+        return;
+      }
+      readbuf::read_from(env, h.binary_type, |b| t.conn.reader().read(b))
+    };
+    match r {
+      Read::Data(chunk, _) => {
+        if let Some(socket) = c.socket(env) {
+          if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
+            conn::route_error(env, &h, socket, e);
+          }
+        }
+      }
+      // close_notify: the peer finished sending.
+      Read::Eof => return on_eof(env, c),
+      Read::Failed(_) | Read::Stop => return,
+    }
+  }
+}
+
+fn on_eof(env: Env, c: &Conn) {
+  let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
+  if !done {
+    return handshake_or_fatal(env, c, Ok(()));
+  }
+  conn::on_eof(env, c);
+}
