@@ -30,6 +30,7 @@ const t = {
   truthy: (v, m) => assert.ok(v, m),
   falsy: (v, m) => assert.ok(!v, m),
   deepEqual: (a, b, m) => assert.ok(isDeepStrictEqual(a, b), m ?? `${JSON.stringify(a)} != ${JSON.stringify(b)}`),
+  notDeepEqual: (a, b, m) => assert.ok(!isDeepStrictEqual(a, b), m ?? `${JSON.stringify(a)} deep-equals it`),
   like: (a, b) => like(a, b),
   regex: (s, re, m) => assert.match(s, re, m),
   throws(fn, exp) {
