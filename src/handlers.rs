@@ -203,12 +203,8 @@ pub(crate) fn data_value(env: Env, bt: BinaryType, bytes: &[u8]) -> Value {
         sys::napi_create_buffer_copy(env, bytes.len(), bytes.as_ptr().cast(), &mut p, &mut out);
       }
       BinaryType::ArrayBuffer | BinaryType::Uint8Array => {
-        let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
-        let mut ab = std::ptr::null_mut();
-        sys::napi_create_arraybuffer(env, bytes.len(), &mut p, &mut ab);
-        if !p.is_null() {
-          std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len());
-        }
+        let Some((ab, p)) = js::arraybuffer_uninit(env, bytes.len()) else { return js::undefined(env) };
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
         if bt == BinaryType::ArrayBuffer {
           out = ab;
         } else {

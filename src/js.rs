@@ -56,6 +56,22 @@ pub(crate) fn buffer(env: Env, bytes: &[u8]) -> Value {
   v
 }
 
+/// A new `len`-byte ArrayBuffer whose memory is not zero-filled (Node allocates a Buffer's
+/// backing store without the zero fill `napi_create_arraybuffer` does): the caller writes it
+/// before any JS can see it. `None` when allocation fails.
+pub(crate) fn arraybuffer_uninit(env: Env, len: usize) -> Option<(Value, *mut u8)> {
+  let (mut buf, mut p) = (ptr::null_mut(), ptr::null_mut());
+  if unsafe { sys::napi_create_buffer(env, len, &mut p, &mut buf) } != sys::Status::napi_ok || buf.is_null() {
+    return None;
+  }
+  let (mut ty, mut n, mut data, mut ab, mut off) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+  unsafe { sys::napi_get_typedarray_info(env, buf, &mut ty, &mut n, &mut data, &mut ab, &mut off) };
+  if ab.is_null() || off != 0 || data.is_null() {
+    return None;
+  }
+  Some((ab, data.cast()))
+}
+
 pub(crate) fn number(env: Env, n: f64) -> Value {
   let mut v = ptr::null_mut();
   unsafe { sys::napi_create_double(env, n, &mut v) };

@@ -69,9 +69,8 @@ impl State {
         }
       }
     }
-    let mut p = std::ptr::null_mut();
-    let mut ab = std::ptr::null_mut();
-    js::check(unsafe { sys::napi_create_arraybuffer(env, SLAB, &mut p, &mut ab) }).ok()?;
+    // Not zero-filled: every byte handed to JS is first written by a read.
+    let (ab, p) = js::arraybuffer_uninit(env, SLAB)?;
     js::delete_reference(env, self.slab);
     self.slab = js::reference(env, ab).ok()?;
     self.used = 0;
