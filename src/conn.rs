@@ -347,7 +347,7 @@ pub(crate) fn emit_open(env: Env, conn: &Conn) {
 
 /// Closes `conn` (idempotent) and runs its `close(socket, err)` handler synchronously.
 pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
-  let (slot, js_ref, listener) = {
+  let (slot, js_ref, listener, tap) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     if st.phase == Phase::Closed {
       return;
@@ -379,7 +379,8 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
     }
     st.timeout_at = None;
     st.want_drain = false;
-    (st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()), st.listener.take())
+    let tap = st.tls.as_mut().and_then(|t| t.tap.take());
+    (st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()), st.listener.take(), tap)
   };
   let token = conn.token.get();
   reactor::with(|r| r.remove(token));
@@ -387,9 +388,19 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
   if let Some(l) = &listener {
     l.forget(token);
   }
+  let e = err.unwrap_or_else(|| js::undefined(env));
+  if let Some(tap) = tap {
+    // upgradeTLS: the original handlers' `close` (with `raw`) runs first, as in Bun.
+    let h = tap.handlers.borrow().clone();
+    if let Ok(raw) = js::deref(env, tap.raw) {
+      if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, raw, &[e]) {
+        route_error(env, &h, raw, x);
+      }
+    }
+    js::delete_reference(env, tap.raw);
+  }
   if let (Some(slot), Ok(socket)) = (slot, js::deref(env, js_ref)) {
     let h = slot.borrow().clone();
-    let e = err.unwrap_or_else(|| js::undefined(env));
     if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
       route_error(env, &h, socket, x);
     }

@@ -69,8 +69,12 @@ impl State {
         }
       }
     }
-    // Not zero-filled: every byte handed to JS is first written by a read.
-    let (ab, p) = js::arraybuffer_uninit(env, SLAB)?;
+    // Zero-filled on purpose: a non-zero-filled 256 KiB backing store (napi_create_buffer) is a
+    // fresh mmap each time and its page faults cost more than the memset (bulk 1,984 -> 1,601
+    // MB/s in bench/RESULTS.md when tried).
+    let mut p = std::ptr::null_mut();
+    let mut ab = std::ptr::null_mut();
+    js::check(unsafe { sys::napi_create_arraybuffer(env, SLAB, &mut p, &mut ab) }).ok()?;
     js::delete_reference(env, self.slab);
     self.slab = js::reference(env, ab).ok()?;
     self.used = 0;

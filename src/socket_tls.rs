@@ -388,9 +388,7 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   let old_ref = conn.st.try_borrow().map(|st| st.js).unwrap_or(std::ptr::null_mut());
   let tls = crate::socket::new_js(env, &conn, new_data)?;
   crate::class::release(env, old_ref);
-  if let Ok(mut st) = conn.st.try_borrow_mut() {
-    st.handlers = Some(Rc::new(RefCell::new(handlers)));
-  }
+  let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(Rc::new(RefCell::new(handlers))));
   s.detach();
   let started = if is_server {
     crate::tls::config::server(&opts).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
@@ -402,6 +400,13 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   if let Err(e) = started {
     conn::close(env, &conn, How::Reset, None);
     return Err(ArgError::plain(format!("TLS upgrade failed: {e}")).throw(env));
+  }
+  if let (Some(handlers), Ok(raw_ref)) = (old_handlers, js::reference(env, raw)) {
+    if let Ok(mut st) = conn.st.try_borrow_mut() {
+      if let Some(t) = st.tls.as_mut() {
+        t.tap = Some(Box::new(crate::tls::Tap { handlers, raw: raw_ref }));
+      }
+    }
   }
   crate::tls::mark_opened(&conn);
   conn::emit_open(env, &conn);

@@ -664,3 +664,46 @@ export async function finishedMessagesMirrorBetweenBunnetEndsOnTls12(t) {
   t.deepEqual(seen.handshake.peer, srv.own)
   t.is(srv.ticket, undefined)
 }
+
+export async function upgradeTlsRawHalfKeepsTheOriginalHandlers(t) {
+  // Spec §6.5 (Bun): after upgradeTLS() the original handlers keep receiving the ciphertext,
+  // with the `raw` socket, before the TLS socket sees the handshake; their close runs first.
+  const { l } = tlsServer(t)
+  const log = []
+  const closed = deferred()
+  let orig, raw, tls
+  const who = (s) => (s === raw ? 'raw' : s === orig ? 'orig' : s === tls ? 'tls' : '?')
+  orig = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      data(s, d) { log.push(`old data ${who(s)} ${who(this)} ${d[0]}`) },
+      close(s) { log.push(`old close ${who(s)}`) },
+    },
+  })
+  ;[raw, tls] = orig.upgradeTLS({
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: {
+      handshake(s, ok) {
+        log.push(`handshake ${ok}`)
+        s.write('hello')
+      },
+      data(s, d) {
+        log.push(`data ${d}`)
+        s.end()
+      },
+      close(s) {
+        log.push(`close ${who(s)}`)
+        closed.resolve()
+      },
+    },
+  })
+  await closed.promise
+  // the first ciphertext the original handlers see is a handshake record (22), before `handshake`
+  t.is(log[0], 'old data raw raw 22')
+  t.true(log.indexOf('handshake true') > 0)
+  t.true(log.some((x) => x === 'old data raw raw 23'), 'application data records reach the original handlers too')
+  t.true(log.indexOf('old data raw raw 23') < log.indexOf('data hello'))
+  t.deepEqual(log.slice(-2), ['old close raw', 'close tls'])
+  t.is(orig.readyState, -1)
+}

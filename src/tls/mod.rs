@@ -62,6 +62,15 @@ pub(crate) struct TlsState {
   pub peer_finished: Option<Vec<u8>>,
   /// Client: the server's latest session ticket.
   pub ticket: Option<Vec<u8>>,
+  /// After `upgradeTLS()`: the original handlers, still fed through the `raw` socket.
+  pub tap: Option<Box<Tap>>,
+}
+
+/// What `upgradeTLS()` leaves the original handlers (spec §6.5): `data` with the ciphertext as
+/// read, and `close`, both with the `raw` socket (held strongly until the close).
+pub(crate) struct Tap {
+  pub handlers: crate::handlers::HandlerSlot,
+  pub raw: napi::sys::napi_ref,
 }
 
 impl TlsState {
@@ -195,6 +204,7 @@ fn install(
       finished: None,
       peer_finished: None,
       ticket: None,
+      tap: None,
     }));
     flush_state(&mut st);
   }

@@ -5,7 +5,8 @@ use std::io::{self, Read as _};
 
 use super::{flush_state, handshake_done, handshake_or_fatal, TlsState};
 use crate::conn::{self, Conn, How, Io, Phase};
-use crate::js::{Called, Env, HandleScope};
+use crate::handlers::Event;
+use crate::js::{self, Called, Env, HandleScope};
 use crate::readbuf::{self, Read};
 
 struct FdReader(i32);
@@ -81,6 +82,7 @@ impl TlsState {
 /// time: one syscall per 4 KiB.)
 pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
   loop {
+    let mut tapped = None;
     let step = {
       let Ok(mut st) = c.st.try_borrow_mut() else { return };
       if st.phase != Phase::Open || st.paused || st.read_eof {
@@ -101,6 +103,9 @@ pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
         let read = CIPHER_IN.with(|b| {
           let Ok(mut buf) = b.try_borrow_mut() else { return Err(io::Error::from(io::ErrorKind::WouldBlock)) };
           let n = FdReader(fd).read(&mut buf)?;
+          if t.tap.is_some() && n > 0 {
+            tapped = Some(buf[..n].to_vec());
+          }
           Ok((n, n == buf.len(), t.feed(&buf[..n])))
         });
         match read {
@@ -113,6 +118,10 @@ pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
         }
       }
     };
+    if let Some(bytes) = tapped {
+      // upgradeTLS: the original handlers see the ciphertext (through `raw`) first, as in Bun.
+      deliver_tap(env, c, &bytes);
+    }
     match step {
       Step::Fed(more) => {
         after_packets(env, c);
@@ -197,4 +206,16 @@ fn on_eof(env: Env, c: &Conn) {
     return handshake_or_fatal(env, c, Ok(()));
   }
   conn::on_eof(env, c);
+}
+
+/// `data(raw, ciphertext)` for the handlers the socket had before `upgradeTLS()`.
+fn deliver_tap(env: Env, c: &Conn, bytes: &[u8]) {
+  let _hs = HandleScope::open(env);
+  let Some((slot, raw)) = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref()?.tap.as_ref().map(|t| (t.handlers.clone(), t.raw))) else { return };
+  let h = slot.borrow().clone();
+  let Ok(socket) = js::deref(env, raw) else { return };
+  let v = crate::handlers::data_value(env, h.binary_type, bytes);
+  if let Some(Called::Threw(e)) = conn::invoke(env, &h, Event::Data, socket, &[v]) {
+    conn::route_error(env, &h, socket, e);
+  }
 }
