@@ -707,3 +707,66 @@ export async function upgradeTlsRawHalfKeepsTheOriginalHandlers(t) {
   t.deepEqual(log.slice(-2), ['old close raw', 'close tls'])
   t.is(orig.readyState, -1)
 }
+
+export async function corruptedRecordAfterTheHandshakeIsAnError(t) {
+  // A byte flipped in the middle of a large burst (decrypted while a `data` chunk is being
+  // filled from ciphertext kept back): `error` with EPROTO, then `close`; never a clean end, and
+  // no plaintext from the damaged record onwards.
+  const net = await import('node:net')
+  const total = 400 * 1024
+  const payload = Buffer.alloc(total, 0x61)
+  const { l } = tlsServer(t, serverTls(), {
+    data(s) {
+      let sent = 0
+      const pump = () => {
+        while (sent < total) {
+          const n = s.write(payload, sent, total - sent)
+          if (n <= 0) return
+          sent += n
+        }
+      }
+      s.data = { pump }
+      pump()
+    },
+    drain(s) { s.data?.pump() },
+  })
+  // a proxy that flips one byte at offset 200,000 of the server -> client stream
+  const proxy = net.createServer((down) => {
+    const up = net.connect(l.port, '127.0.0.1')
+    let seen = 0
+    up.on('data', (d) => {
+      const at = 200000 - seen
+      if (at >= 0 && at < d.length) d[at] ^= 0x55
+      seen += d.length
+      down.write(d)
+    })
+    down.on('data', (d) => up.write(d))
+    up.on('error', () => down.destroy())
+    down.on('error', () => up.destroy())
+    up.on('close', () => down.destroy())
+    down.on('close', () => up.destroy())
+  })
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r))
+  t.teardown(() => proxy.close())
+  const log = []
+  let received = 0
+  const closed = deferred()
+  await connect({
+    hostname: '127.0.0.1',
+    port: proxy.address().port,
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: {
+      open(s) { s.write('go') },
+      data(s, d) { received += d.length },
+      end() { log.push('end') },
+      error(s, e) { log.push(`error ${e.code}`) },
+      close(s, e) {
+        log.push('close')
+        closed.resolve()
+      },
+    },
+  })
+  await closed.promise
+  t.deepEqual(log, ['error EPROTO', 'close'])
+  t.true(received < 200000, `received ${received} bytes, the damaged record is at ~200,000`)
+}

@@ -42,6 +42,10 @@ pub(crate) struct TlsState {
   recorded: Option<VerifyError>,
   /// Ciphertext read but not yet taken by the session (its plaintext buffer was full).
   inbuf: Vec<u8>,
+  /// How much of `inbuf` the session has taken already.
+  inbuf_off: usize,
+  /// A TLS error met while filling a `data` chunk, reported once the chunk is delivered.
+  failed: Option<rustls::Error>,
   pub server: bool,
   /// The handshake has ended (either way) and been reported.
   pub done: bool,
@@ -191,6 +195,8 @@ fn install(
       conn: c,
       recorded: None,
       inbuf: Vec::new(),
+      inbuf_off: 0,
+      failed: None,
       server,
       done: false,
       opened: false,

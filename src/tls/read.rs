@@ -38,26 +38,40 @@ thread_local! {
 }
 
 impl TlsState {
-  /// Feeds ciphertext to the session (leftovers first, then `fresh`), processing records as they
-  /// complete; stops when the session's plaintext buffer is full (the rest is kept in `inbuf`
-  /// until that plaintext has been delivered).
+  /// Ciphertext read but not yet taken by the session.
+  fn leftover(&self) -> &[u8] {
+    &self.inbuf[self.inbuf_off..]
+  }
+
+  /// Feeds fresh ciphertext to the session, processing records as they complete; what it does
+  /// not take (its plaintext buffer is full) is kept for [`TlsState::feed_leftover`].
   fn feed(&mut self, fresh: &[u8]) -> Result<(), rustls::Error> {
     if let Some(w) = self.watch.as_mut() {
       w.received(fresh);
     }
-    let mut pending = std::mem::take(&mut self.inbuf);
-    let result = if pending.is_empty() {
-      let used = self.feed_slice(fresh);
-      pending.extend_from_slice(&fresh[used.0..]);
-      used.1
-    } else {
-      pending.extend_from_slice(fresh);
-      let used = self.feed_slice(&pending);
-      pending.drain(..used.0);
-      used.1
-    };
-    self.inbuf = pending;
+    if !self.leftover().is_empty() {
+      self.inbuf.extend_from_slice(fresh);
+      return self.feed_leftover().map(|_| ());
+    }
+    let (used, result) = self.feed_slice(fresh);
+    if used < fresh.len() {
+      self.inbuf = fresh[used..].to_vec();
+      self.inbuf_off = 0;
+    }
     result
+  }
+
+  /// Feeds kept ciphertext (no copying: an offset moves); returns how much the session took.
+  fn feed_leftover(&mut self) -> Result<usize, rustls::Error> {
+    let data = std::mem::take(&mut self.inbuf);
+    let (used, result) = self.feed_slice(&data[self.inbuf_off..]);
+    self.inbuf_off += used;
+    if self.inbuf_off < data.len() {
+      self.inbuf = data;
+    } else {
+      self.inbuf_off = 0;
+    }
+    result.map(|()| used)
   }
 
   /// (bytes consumed, outcome) for one pass over `data`.
@@ -75,6 +89,40 @@ impl TlsState {
     }
     (consumed, Ok(()))
   }
+
+  /// Fills `out` with plaintext: what the session holds, then what it decrypts from the kept
+  /// ciphertext, so one `data` event carries up to a whole chunk (the session itself holds at
+  /// most ~16 KiB of plaintext). `Ok(0)`: close_notify; `WouldBlock`: nothing yet.
+  fn fill(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    let mut eof = false;
+    while n < out.len() {
+      match self.conn.reader().read(&mut out[n..]) {
+        Ok(0) => {
+          eof = true;
+          break;
+        }
+        Ok(k) => n += k,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+          if self.leftover().is_empty() || self.failed.is_some() {
+            break;
+          }
+          match self.feed_leftover() {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => self.failed = Some(e),
+          }
+        }
+        Err(e) if n == 0 => return Err(e),
+        Err(_) => break,
+      }
+    }
+    match n {
+      0 if eof => Ok(0),
+      0 => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+      n => Ok(n),
+    }
+  }
 }
 
 /// Reads ciphertext in 64 KiB chunks until the socket is drained (edge-triggered), feeding the
@@ -90,13 +138,12 @@ pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
       }
       let Some(fd) = st.io.as_ref().map(Io::fd) else { return };
       let Some(t) = st.tls.as_mut() else { return };
-      if !t.inbuf.is_empty() {
-        let before = t.inbuf.len();
-        match t.feed(&[]) {
+      if !t.leftover().is_empty() {
+        match t.feed_leftover() {
           // No progress (plaintext still not delivered, e.g. no data handler yet): stop here;
           // the next readiness or resume() comes back to it.
-          Ok(()) if t.inbuf.len() == before => Step::Stop,
-          Ok(()) => Step::Fed(true),
+          Ok(0) => Step::Stop,
+          Ok(_) => Step::Fed(true),
           Err(e) => Step::Tls(e),
         }
       } else {
@@ -125,7 +172,7 @@ pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
     match step {
       Step::Fed(more) => {
         after_packets(env, c);
-        let pending = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.inbuf.is_empty())).unwrap_or(false);
+        let pending = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| !t.leftover().is_empty())).unwrap_or(false);
         if !more && !hup && !pending {
           return;
         }
@@ -183,7 +230,7 @@ fn deliver_plaintext(env: Env, c: &Conn) {
       if !t.done {
         return;
       }
-      readbuf::read_from(env, h.binary_type, |b| t.conn.reader().read(b))
+      readbuf::read_from(env, h.binary_type, |b| t.fill(b))
     };
     match r {
       Read::Data(chunk, _) => {
@@ -195,7 +242,13 @@ fn deliver_plaintext(env: Env, c: &Conn) {
       }
       // close_notify: the peer finished sending.
       Read::Eof => return on_eof(env, c),
-      Read::Failed(_) | Read::Stop => return,
+      Read::Failed(_) | Read::Stop => {
+        let failed = c.st.try_borrow_mut().ok().and_then(|mut st| st.tls.as_mut().and_then(|t| t.failed.take()));
+        if let Some(e) = failed {
+          handshake_or_fatal(env, c, Err(e));
+        }
+        return;
+      }
     }
   }
 }
