@@ -271,6 +271,13 @@ fn read_tls_options(env: Env, tls: Value) -> Result<TlsOptions, Invalid> {
   if !absent(env, alpn) {
     o.alpn = config::alpn_wire(&source_bytes(env, alpn));
   }
+  let ciphers = get(env, tls, "ciphers")?;
+  if js::type_of(env, ciphers) == sys::ValueType::napi_string {
+    o.ciphers = js::get_string(env, ciphers).and_then(|c| config::cipher_codes(&c));
+  }
+  if let Some(crl) = pem_sources(env, tls, "crl")? {
+    o.crls = config::crls(&crl)?;
+  }
   let so = get(env, tls, "secureOptions")?;
   if js::type_of(env, so) == sys::ValueType::napi_number {
     o.secure_options = js::get_f64(env, so).unwrap_or(0.0) as u32;

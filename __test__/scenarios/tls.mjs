@@ -770,3 +770,52 @@ export async function corruptedRecordAfterTheHandshakeIsAnError(t) {
   t.deepEqual(log, ['error EPROTO', 'close'])
   t.true(received < 200000, `received ${received} bytes, the damaged record is at ~200,000`)
 }
+
+export async function ciphersChooseTheSuite(t) {
+  // `ciphers` (OpenSSL names or IANA names; keywords and suites rustls lacks are ignored)
+  const tls = await import('node:tls')
+  const l12 = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: { ...serverTls(), secureOptions: 0x20000000, ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:HIGH:!aNULL' },
+    socket: { data(s, d) { s.write(d) } },
+  })
+  t.teardown(() => l12.stop(true))
+  const c = tls.connect({ host: '127.0.0.1', port: l12.port, ca: pem('ca.pem'), servername: 'localhost' })
+  await new Promise((r, j) => c.once('secureConnect', r).once('error', j))
+  t.is(c.getCipher().name, 'ECDHE-RSA-AES256-GCM-SHA384')
+  c.destroy()
+  const { l } = tlsServer(t)
+  const { s, ok } = await handshake(t, l.port, { ca: pem('ca.pem'), ciphers: 'TLS_CHACHA20_POLY1305_SHA256' })
+  t.true(ok)
+  t.is(s.getCipher().standardName, 'TLS_CHACHA20_POLY1305_SHA256')
+}
+
+export async function crlRevokesACertificateAsNodeTlsDoes(t) {
+  const tls = await import('node:tls')
+  const revoked = { key: pem('revoked-key.pem'), cert: pem('revoked.pem') }
+  const { l } = tlsServer(t, revoked)
+  const withCrl = { ca: pem('ca.pem'), crl: pem('crl.pem'), serverName: 'localhost' }
+  const { ok, err } = await handshake(t, l.port, withCrl)
+  t.false(ok)
+  t.is(err.code, 'CERT_REVOKED')
+  // node:tls (OpenSSL) says the same about the same certificate and CRL
+  const nodeErr = await new Promise((r) => {
+    tls.connect({ host: '127.0.0.1', port: l.port, ca: pem('ca.pem'), crl: pem('crl.pem'), servername: 'localhost' }).once('error', r).once('secureConnect', () => r(null))
+  })
+  t.is(nodeErr?.code, 'CERT_REVOKED')
+  // without the CRL it verifies; with it, a certificate it does not list verifies too
+  t.true((await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'localhost' })).ok)
+  const good = tlsServer(t)
+  t.true((await handshake(t, good.l.port, withCrl)).ok)
+  // a leaf whose issuer has no list among the CRLs given: UNABLE_TO_GET_CRL, as in node:tls
+  const other = tlsServer(t, { key: pem('untrusted-key.pem'), cert: pem('untrusted.pem') })
+  const otherCrl = { ca: pem('other-ca.pem'), crl: pem('crl.pem'), serverName: 'localhost' }
+  const r = await handshake(t, other.l.port, otherCrl)
+  t.false(r.ok)
+  t.is(r.err.code, 'UNABLE_TO_GET_CRL')
+  const nodeErr2 = await new Promise((res) => {
+    tls.connect({ host: '127.0.0.1', port: other.l.port, ca: pem('other-ca.pem'), crl: pem('crl.pem'), servername: 'localhost' }).once('error', res).once('secureConnect', () => res(null))
+  })
+  t.is(nodeErr2?.code, 'UNABLE_TO_GET_CRL')
+}

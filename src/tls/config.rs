@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
@@ -30,6 +30,65 @@ pub(crate) struct TlsOptions {
   pub request_cert: bool,
   pub alpn: Vec<Vec<u8>>,
   pub secure_options: u32,
+  /// `ciphers`: the suites (IANA codes) named in it that rustls has; `None` = all.
+  pub ciphers: Option<Vec<u16>>,
+  /// `crl`: revocation lists checked against the peer's leaf certificate.
+  pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+/// OpenSSL's names (and the IANA names) of the suites rustls's ring provider offers.
+const SUITES: &[(&str, &str, u16)] = &[
+  ("TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256", 0x1301),
+  ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384", 0x1302),
+  ("TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256", 0x1303),
+  ("ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02B),
+  ("ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02C),
+  ("ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC02F),
+  ("ECDHE-RSA-AES256-GCM-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 0xC030),
+  ("ECDHE-RSA-CHACHA20-POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA8),
+  ("ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9),
+];
+
+/// The suites an OpenSSL cipher string names (`:`, `,` or space separated; OpenSSL or IANA
+/// names). Keywords and suites rustls does not have (`HIGH`, `!aNULL`, `AES128-SHA`, ...) are
+/// ignored; `None` when nothing in it names a suite rustls has (then every suite stays on).
+pub(crate) fn cipher_codes(list: &str) -> Option<Vec<u16>> {
+  let codes: Vec<u16> = list
+    .split([':', ',', ' '])
+    .filter_map(|tok| SUITES.iter().find(|(o, i, _)| tok.eq_ignore_ascii_case(o) || tok.eq_ignore_ascii_case(i)).map(|s| s.2))
+    .collect();
+  (!codes.is_empty()).then_some(codes)
+}
+
+/// The provider restricted to `ciphers`: per protocol version, only the named suites when the
+/// list names any of that version (OpenSSL's `ciphers` and `ciphersuites` split, in one string).
+fn provider_for(opts: &TlsOptions) -> Arc<CryptoProvider> {
+  let Some(codes) = &opts.ciphers else { return provider() };
+  let mut p = (*provider()).clone();
+  let is13 = |c: u16| c >> 8 == 0x13;
+  let named13 = codes.iter().any(|&c| is13(c));
+  let named12 = codes.iter().any(|&c| !is13(c));
+  p.cipher_suites.retain(|s| {
+    let c = u16::from(s.suite());
+    let named = if is13(c) { named13 } else { named12 };
+    !named || codes.contains(&c)
+  });
+  Arc::new(p)
+}
+
+/// Revocation lists from PEM sources.
+pub(crate) fn crls(sources: &[Vec<u8>]) -> Result<Vec<CertificateRevocationListDer<'static>>, ArgError> {
+  let mut out = Vec::new();
+  for s in sources {
+    let before = out.len();
+    for c in CertificateRevocationListDer::pem_slice_iter(s) {
+      out.push(c.map_err(|_| pem_error())?);
+    }
+    if out.len() == before {
+      return Err(pem_error());
+    }
+  }
+  Ok(out)
 }
 
 /// ring, with AES-128-GCM preferred over AES-256-GCM (as BoringSSL/Bun and OpenSSL on AES-NI
@@ -181,16 +240,21 @@ pub(crate) fn client(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
   let mut h = std::collections::hash_map::DefaultHasher::new();
   opts.ca.as_ref().map(|v| v.iter().map(|c| c.as_ref().to_vec()).collect::<Vec<_>>()).hash(&mut h);
   opts.chain.iter().map(|c| c.as_ref().to_vec()).collect::<Vec<_>>().hash(&mut h);
-  (client_rejects(opts), &opts.alpn, opts.secure_options).hash(&mut h);
+  (client_rejects(opts), &opts.alpn, opts.secure_options, &opts.ciphers).hash(&mut h);
+  opts.crls.iter().map(|c| c.as_ref().to_vec()).collect::<Vec<_>>().hash(&mut h);
   let key = h.finish();
   if let Some(c) = CACHE.with(|m| m.borrow().get(&key).cloned()) {
     return Ok(c);
   }
-  let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&opts.ca), provider())
-    .build()
-    .map_err(|e| e.to_string())?;
+  let mut vb = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&opts.ca), provider_for(opts));
+  if !opts.crls.is_empty() {
+    // As OpenSSL with a CRL (X509_V_FLAG_CRL_CHECK): the leaf is checked, and a leaf whose
+    // issuer has no CRL here fails (UNABLE_TO_GET_CRL).
+    vb = vb.with_crls(opts.crls.clone()).only_check_end_entity_revocation();
+  }
+  let inner = vb.build().map_err(|e| e.to_string())?;
   let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts) });
-  let builder = ClientConfig::builder_with_provider(provider())
+  let builder = ClientConfig::builder_with_provider(provider_for(opts))
     .with_protocol_versions(&versions(opts.secure_options))
     .map_err(|e| e.to_string())?
     .dangerous()
@@ -226,15 +290,16 @@ impl ResolvesServerCert for OneCert {
 
 /// A listener's server configuration (shared by its connections, so sessions resume).
 pub(crate) fn server(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
-  let builder = ServerConfig::builder_with_provider(provider())
+  let builder = ServerConfig::builder_with_provider(provider_for(opts))
     .with_protocol_versions(&versions(opts.secure_options))
     .map_err(|e| e.to_string())?;
   let builder = match opts.request_cert {
     true => {
-      let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&opts.ca), provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| e.to_string())?;
+      let mut vb = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&opts.ca), provider_for(opts)).allow_unauthenticated();
+      if !opts.crls.is_empty() {
+        vb = vb.with_crls(opts.crls.clone()).only_check_end_entity_revocation();
+      }
+      let inner = vb.build().map_err(|e| e.to_string())?;
       let reject = opts.reject_unauthorized.unwrap_or(true);
       builder.with_client_cert_verifier(Arc::new(ClientVerifier { inner, reject_unauthorized: reject }))
     }
@@ -249,6 +314,14 @@ pub(crate) fn server(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn cipher_strings() {
+    assert_eq!(cipher_codes("ECDHE-RSA-AES256-GCM-SHA384:HIGH:!aNULL"), Some(vec![0xC030]));
+    assert_eq!(cipher_codes("tls_chacha20_poly1305_sha256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), Some(vec![0x1303, 0xC02F]));
+    assert_eq!(cipher_codes("HIGH:!aNULL:!MD5"), None);
+    assert_eq!(cipher_codes("AES128-SHA"), None);
+  }
 
   #[test]
   fn alpn_wire_format() {

@@ -74,6 +74,10 @@ pub(crate) fn node_error(e: &Error, leaf: &CertificateDer<'_>, host: &str) -> Ve
         VerifyError::new("CERT_NOT_YET_VALID", "certificate is not yet valid")
       }
       CertificateError::Revoked => VerifyError::new("CERT_REVOKED", "certificate revoked"),
+      CertificateError::UnknownRevocationStatus => VerifyError::new("UNABLE_TO_GET_CRL", "unable to get certificate CRL"),
+      CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. } => {
+        VerifyError::new("CRL_HAS_EXPIRED", "CRL has expired")
+      }
       other => VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", format!("certificate verify failed: {other:?}")),
     },
     other => VerifyError::new("EPROTO", other.to_string()),
