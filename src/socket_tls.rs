@@ -218,15 +218,24 @@ fn get_authorization_error(s: &SocketHandle, c: &Ctx) -> R {
 }
 
 fn set_max_send_fragment(s: &SocketHandle, c: &Ctx) -> R {
-  with_tls(s, c, no, |_| {
-    let v = c.arg(0);
-    if js::type_of(c.env, v) != sys::ValueType::napi_number {
-      return Err(ArgError::plain("Expected size to be a number").throw(c.env));
+  let conn = s.conn();
+  if !conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) {
+    return no(c);
+  }
+  let v = c.arg(0);
+  if js::type_of(c.env, v) != sys::ValueType::napi_number {
+    return Err(ArgError::plain("Expected size to be a number").throw(c.env));
+  }
+  let n = js::get_f64(c.env, v).unwrap_or(0.0).trunc();
+  let ok = (512.0..=16384.0).contains(&n);
+  if ok {
+    // rustls fixes its record size per configuration; bunnet hands the session plaintext in
+    // pieces of at most `n` bytes instead, and rustls never joins pieces into one record.
+    if let Some(t) = conn.st.try_borrow_mut().ok().as_mut().and_then(|st| st.tls.as_mut()) {
+      t.max_fragment = Some(n as usize);
     }
-    let n = js::get_f64(c.env, v).unwrap_or(0.0).trunc();
-    // rustls fixes the fragment size per configuration; sizes in OpenSSL's range are accepted.
-    c.boolean((512.0..=16384.0).contains(&n))
-  })
+  }
+  c.boolean(ok)
 }
 
 /// A Buffer of what `pick` finds in the session, or `undefined`.

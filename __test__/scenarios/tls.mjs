@@ -819,3 +819,57 @@ export async function crlRevokesACertificateAsNodeTlsDoes(t) {
   })
   t.is(nodeErr2?.code, 'UNABLE_TO_GET_CRL')
 }
+
+export async function setMaxSendFragmentBoundsTheRecords(t) {
+  // Records are counted by a proxy that parses the TLS record headers going server -> client.
+  const net = await import('node:net')
+  const sizes = []
+  const big = Buffer.alloc(20000, 0x62)
+  const { l } = tlsServer(t, serverTls(), {
+    handshake(s) {
+      t.is(s.setMaxSendFragment(511), false)
+      t.is(s.setMaxSendFragment(1000.5), true)
+      s.write(big)
+    },
+    data() {},
+  })
+  const proxy = net.createServer((down) => {
+    const up = net.connect(l.port, '127.0.0.1')
+    let pending = Buffer.alloc(0)
+    up.on('data', (d) => {
+      pending = Buffer.concat([pending, d])
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
+        const len = pending.readUInt16BE(3)
+        if (pending[0] === 23) sizes.push(len)
+        pending = pending.subarray(5 + len)
+      }
+      down.write(d)
+    })
+    down.on('data', (d) => up.write(d))
+    for (const [a, b] of [[up, down], [down, up]]) {
+      a.on('error', () => b.destroy())
+      a.on('close', () => b.destroy())
+    }
+  })
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r))
+  t.teardown(() => proxy.close())
+  let received = 0
+  const all = deferred()
+  await connect({
+    hostname: '127.0.0.1',
+    port: proxy.address().port,
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: {
+      data(s, d) {
+        received += d.length
+        if (received === big.length) all.resolve(s)
+      },
+    },
+  })
+  ;(await all.promise).end()
+  // 20,000 bytes in 20 records of 1,000 plaintext bytes (+ 1 type byte + 16 tag bytes in TLS 1.3);
+  // the session tickets' records come before them
+  const data = sizes.slice(-20)
+  t.is(sizes.length, 20 + sizes.filter((n) => n !== 1017).length, sizes.join(' '))
+  t.true(data.every((n) => n === 1000 + 17), data.join(' '))
+}

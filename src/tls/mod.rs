@@ -68,6 +68,8 @@ pub(crate) struct TlsState {
   pub ticket: Option<Vec<u8>>,
   /// After `upgradeTLS()`: the original handlers, still fed through the `raw` socket.
   pub tap: Option<Box<Tap>>,
+  /// `setMaxSendFragment(n)`: plaintext goes to the session in pieces of at most `n` bytes.
+  pub max_fragment: Option<usize>,
 }
 
 /// What `upgradeTLS()` leaves the original handlers (spec §6.5): `data` with the ciphertext as
@@ -211,6 +213,7 @@ fn install(
       peer_finished: None,
       ticket: None,
       tap: None,
+      max_fragment: None,
     }));
     flush_state(&mut st);
   }
@@ -290,10 +293,22 @@ impl io::Write for FdWriter<'_> {
 /// the next writable edge).
 pub(crate) fn send(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
   let Some(t) = st.tls.as_mut() else { return -1 };
-  let n = match t.conn.writer().write(bytes) {
-    Ok(n) => n,
-    Err(_) => return -1,
-  };
+  let piece = t.max_fragment.unwrap_or(bytes.len()).max(1);
+  let mut n = 0;
+  // Each write to the session becomes its own record(s): pieces keep records within
+  // `setMaxSendFragment`.
+  for chunk in bytes.chunks(piece) {
+    match t.conn.writer().write(chunk) {
+      Ok(k) => {
+        n += k;
+        if k < chunk.len() {
+          break;
+        }
+      }
+      Err(_) if n == 0 => return -1,
+      Err(_) => break,
+    }
+  }
   st.bytes_written += n as u64;
   if n < bytes.len() {
     st.want_drain = true;

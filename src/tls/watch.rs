@@ -63,7 +63,8 @@ pub(crate) fn capturing<R>(w: &mut Option<Box<Watch>>, f: impl FnOnce() -> R) ->
 
 /// Ciphertext buffered beyond this means something is off: the watch gives up.
 const MAX_BUFFERED: usize = 256 * 1024;
-/// TLS 1.3 client: application records inspected after the handshake for a ticket.
+/// TLS 1.3 client: application records inspected after the handshake for a ticket (the watch
+/// stops at the first ticket).
 const TICKET_WINDOW: u32 = 8;
 
 #[derive(Default)]
@@ -94,7 +95,7 @@ pub(crate) struct Watch {
   /// TLS 1.2 Finished (verify_data) sent by this side / by the peer.
   pub finished: Option<Vec<u8>>,
   pub peer_finished: Option<Vec<u8>>,
-  /// Client: the latest session ticket from the server.
+  /// Client: the server's session ticket (TLS 1.3: the first one).
   pub ticket: Option<Vec<u8>>,
 }
 
@@ -307,6 +308,10 @@ impl Watch {
         };
         if let Some(t) = ticket.filter(|t| !t.is_empty()) {
           self.ticket = Some(t.to_vec());
+          if tls13 == Some(true) {
+            // The first ticket is enough (a server may send more): stop decrypting.
+            self.finish(d);
+          }
         }
       }
       // Finished.
