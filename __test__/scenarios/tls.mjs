@@ -708,11 +708,30 @@ export async function upgradeTlsRawHalfKeepsTheOriginalHandlers(t) {
   t.is(orig.readyState, -1)
 }
 
+/** A TCP proxy to `port` that shows every server -> client chunk to `inspect` (which may modify it). */
+async function proxyTo(t, port, inspect) {
+  const net = await import('node:net')
+  const proxy = net.createServer((down) => {
+    const up = net.connect(port, '127.0.0.1')
+    up.on('data', (d) => {
+      inspect(d)
+      down.write(d)
+    })
+    down.on('data', (d) => up.write(d))
+    for (const [a, b] of [[up, down], [down, up]]) {
+      a.on('error', () => b.destroy())
+      a.on('close', () => b.destroy())
+    }
+  })
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r))
+  t.teardown(() => proxy.close())
+  return proxy.address().port
+}
+
 export async function corruptedRecordAfterTheHandshakeIsAnError(t) {
   // A byte flipped in the middle of a large burst (decrypted while a `data` chunk is being
   // filled from ciphertext kept back): `error` with EPROTO, then `close`; never a clean end, and
   // no plaintext from the damaged record onwards.
-  const net = await import('node:net')
   const total = 400 * 1024
   const payload = Buffer.alloc(total, 0x61)
   const { l } = tlsServer(t, serverTls(), {
@@ -731,29 +750,18 @@ export async function corruptedRecordAfterTheHandshakeIsAnError(t) {
     drain(s) { s.data?.pump() },
   })
   // a proxy that flips one byte at offset 200,000 of the server -> client stream
-  const proxy = net.createServer((down) => {
-    const up = net.connect(l.port, '127.0.0.1')
-    let seen = 0
-    up.on('data', (d) => {
-      const at = 200000 - seen
-      if (at >= 0 && at < d.length) d[at] ^= 0x55
-      seen += d.length
-      down.write(d)
-    })
-    down.on('data', (d) => up.write(d))
-    up.on('error', () => down.destroy())
-    down.on('error', () => up.destroy())
-    up.on('close', () => down.destroy())
-    down.on('close', () => up.destroy())
+  let seen = 0
+  const proxyPort = await proxyTo(t, l.port, (d) => {
+    const at = 200000 - seen
+    if (at >= 0 && at < d.length) d[at] ^= 0x55
+    seen += d.length
   })
-  await new Promise((r) => proxy.listen(0, '127.0.0.1', r))
-  t.teardown(() => proxy.close())
   const log = []
   let received = 0
   const closed = deferred()
   await connect({
     hostname: '127.0.0.1',
-    port: proxy.address().port,
+    port: proxyPort,
     tls: { ca: pem('ca.pem'), serverName: 'localhost' },
     socket: {
       open(s) { s.write('go') },
@@ -822,7 +830,6 @@ export async function crlRevokesACertificateAsNodeTlsDoes(t) {
 
 export async function setMaxSendFragmentBoundsTheRecords(t) {
   // Records are counted by a proxy that parses the TLS record headers going server -> client.
-  const net = await import('node:net')
   const sizes = []
   const big = Buffer.alloc(20000, 0x62)
   const { l } = tlsServer(t, serverTls(), {
@@ -833,31 +840,20 @@ export async function setMaxSendFragmentBoundsTheRecords(t) {
     },
     data() {},
   })
-  const proxy = net.createServer((down) => {
-    const up = net.connect(l.port, '127.0.0.1')
-    let pending = Buffer.alloc(0)
-    up.on('data', (d) => {
-      pending = Buffer.concat([pending, d])
-      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
-        const len = pending.readUInt16BE(3)
-        if (pending[0] === 23) sizes.push(len)
-        pending = pending.subarray(5 + len)
-      }
-      down.write(d)
-    })
-    down.on('data', (d) => up.write(d))
-    for (const [a, b] of [[up, down], [down, up]]) {
-      a.on('error', () => b.destroy())
-      a.on('close', () => b.destroy())
+  let pending = Buffer.alloc(0)
+  const proxyPort = await proxyTo(t, l.port, (d) => {
+    pending = Buffer.concat([pending, d])
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
+      const len = pending.readUInt16BE(3)
+      if (pending[0] === 23) sizes.push(len)
+      pending = pending.subarray(5 + len)
     }
   })
-  await new Promise((r) => proxy.listen(0, '127.0.0.1', r))
-  t.teardown(() => proxy.close())
   let received = 0
   const all = deferred()
   await connect({
     hostname: '127.0.0.1',
-    port: proxy.address().port,
+    port: proxyPort,
     tls: { ca: pem('ca.pem'), serverName: 'localhost' },
     socket: {
       data(s, d) {

@@ -78,17 +78,7 @@ fn provider_for(opts: &TlsOptions) -> Arc<CryptoProvider> {
 
 /// Revocation lists from PEM sources.
 pub(crate) fn crls(sources: &[Vec<u8>]) -> Result<Vec<CertificateRevocationListDer<'static>>, ArgError> {
-  let mut out = Vec::new();
-  for s in sources {
-    let before = out.len();
-    for c in CertificateRevocationListDer::pem_slice_iter(s) {
-      out.push(c.map_err(|_| pem_error())?);
-    }
-    if out.len() == before {
-      return Err(pem_error());
-    }
-  }
-  Ok(out)
+  pem_items(sources)
 }
 
 /// ring, with AES-128-GCM preferred over AES-256-GCM (as BoringSSL/Bun and OpenSSL on AES-NI
@@ -111,12 +101,12 @@ fn pem_error() -> ArgError {
   ArgError::plain("error:0900006e:PEM routines:OPENSSL_internal:NO_START_LINE").with_code("ERR_OSSL_PEM_NO_START_LINE")
 }
 
-/// Certificates from PEM sources (each may hold several).
-pub(crate) fn certs(sources: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>, ArgError> {
+/// Every `T` in PEM sources (each may hold several; each must hold at least one).
+fn pem_items<T: PemObject>(sources: &[Vec<u8>]) -> Result<Vec<T>, ArgError> {
   let mut out = Vec::new();
   for s in sources {
     let before = out.len();
-    for c in CertificateDer::pem_slice_iter(s) {
+    for c in T::pem_slice_iter(s) {
       out.push(c.map_err(|_| pem_error())?);
     }
     if out.len() == before {
@@ -124,6 +114,11 @@ pub(crate) fn certs(sources: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>,
     }
   }
   Ok(out)
+}
+
+/// Certificates from PEM sources.
+pub(crate) fn certs(sources: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>, ArgError> {
+  pem_items(sources)
 }
 
 /// An encrypted PKCS#8 key (`BEGIN ENCRYPTED PRIVATE KEY`) decrypted with `passphrase`.
