@@ -8,7 +8,9 @@ import test from 'ava'
 
 const run = promisify(execFile)
 const fixture = (f) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url))
+// Bun 1.4.5 from the shared tools next to the project (as bench/run.mjs); BUN_BIN overrides.
 const getBun = fileURLToPath(new URL('../../shared/tools/get-bun.sh', import.meta.url))
+const bunBinary = async () => process.env.BUN_BIN || (await run('bash', [getBun], { timeout: 240000 })).stdout.trim()
 
 test('under Node, `bunnet` is the addon', async (t) => {
   const { stdout } = await run(process.execPath, [fixture('runtime-check.mjs')])
@@ -16,8 +18,7 @@ test('under Node, `bunnet` is the addon', async (t) => {
 })
 
 test('under Bun, `bunnet` is Bun.connect/Bun.listen themselves', async (t) => {
-  const { stdout: bun } = await run('bash', [getBun], { timeout: 240000 })
-  const { stdout } = await run(bun.trim(), [fixture('runtime-check.mjs')])
+  const { stdout } = await run(await bunBinary(), [fixture('runtime-check.mjs')])
   t.is(stdout, 'bun-native ping\n')
 })
 
