@@ -68,10 +68,20 @@ test('openssl s_client -starttls smtp upgrades an accepted bunnet socket', async
 })
 
 test('bunnet client talks to openssl s_server', async (t) => {
-  const port = 20000 + Math.floor(Math.random() * 20000)
-  const server = spawn('openssl', ['s_server', '-accept', String(port), '-cert', fixture('server.pem'), '-key', fixture('server-key.pem'), '-www', '-naccept', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => server.kill())
-  await new Promise((resolve) => server.stdout.on('data', (c) => String(c).includes('ACCEPT') && resolve()))
+  // s_server needs a port number up front: pick one below the ephemeral range (where no other
+  // test's listener can be) and try another if it is taken (s_server then exits).
+  let port
+  for (let attempt = 0; attempt < 10 && !port; attempt++) {
+    const p = 10000 + Math.floor(Math.random() * 20000)
+    const server = spawn('openssl', ['s_server', '-accept', String(p), '-cert', fixture('server.pem'), '-key', fixture('server-key.pem'), '-www', '-naccept', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => server.kill())
+    const up = await new Promise((resolve) => {
+      server.stdout.on('data', (c) => String(c).includes('ACCEPT') && resolve(true))
+      server.once('exit', () => resolve(false))
+    })
+    if (up) port = p
+  }
+  t.truthy(port, 'openssl s_server started')
   const body = deferred()
   let text = ''
   const hs = deferred()

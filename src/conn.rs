@@ -347,18 +347,37 @@ pub(crate) fn emit_open(env: Env, conn: &Conn) {
 
 /// Closes `conn` (idempotent) and runs its `close(socket, err)` handler synchronously.
 pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
-  let (slot, js_ref, listener, tap) = {
-    let Ok(mut st) = conn.st.try_borrow_mut() else { return };
+  if let Some(closed) = shut(conn, how, err.is_some()) {
+    closed.report(env, err);
+  }
+}
+
+/// `end()`/`close()` on a TLS socket: closed now, but the `close` handler runs after the call
+/// returns (on the next loop turn), as in Bun (spec §5.3).
+pub(crate) fn close_then_report(conn: &Conn) {
+  if let Some(closed) = shut(conn, How::Graceful, false) {
+    let _ = reactor::with(|r| r.report_later(closed));
+  }
+}
+
+/// What is left to do for a connection whose fd is closed: its `close` handlers.
+pub(crate) struct Closed {
+  slot: Option<HandlerSlot>,
+  js_ref: sys::napi_ref,
+  listener: Option<Rc<ListenerCore>>,
+  tap: Option<Box<crate::tls::Tap>>,
+}
+
+/// Closes the fd (gracefully, with a reset, or after the peer's) and takes the connection out of
+/// the reactor; `None` if it was closed already.
+fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
+  let closed = {
+    let Ok(mut st) = conn.st.try_borrow_mut() else { return None };
     if st.phase == Phase::Closed {
-      return;
+      return None;
     }
     st.phase = Phase::Closed;
-    crate::debug::debug!(
-      "close fd {} ({:?}{})",
-      st.io.as_ref().map_or(-1, Io::fd),
-      how,
-      if err.is_some() { ", with error" } else { "" }
-    );
+    crate::debug::debug!("close fd {} ({:?}{})", st.io.as_ref().map_or(-1, Io::fd), how, if with_error { ", with error" } else { "" });
     if how == How::Graceful && st.tls.is_some() {
       crate::tls::on_close(&mut st);
       if let Some(fd) = st.io.as_ref().map(Io::fd) {
@@ -380,34 +399,48 @@ pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
     st.timeout_at = None;
     st.want_drain = false;
     let tap = st.tls.as_mut().and_then(|t| t.tap.take());
-    (st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()), st.listener.take(), tap)
+    Closed { slot: st.handlers.take(), js_ref: std::mem::replace(&mut st.js, std::ptr::null_mut()), listener: st.listener.take(), tap }
   };
   let token = conn.token.get();
   reactor::with(|r| r.remove(token));
   conn.sync_ref();
-  if let Some(l) = &listener {
+  if let Some(l) = &closed.listener {
     l.forget(token);
   }
-  let e = err.unwrap_or_else(|| js::undefined(env));
-  if let Some(tap) = tap {
-    // upgradeTLS: the original handlers' `close` (with `raw`) runs first, as in Bun.
-    let h = tap.handlers.borrow().clone();
-    if let Ok(raw) = js::deref(env, tap.raw) {
-      if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, raw, &[e]) {
-        route_error(env, &h, raw, x);
+  Some(closed)
+}
+
+impl Closed {
+  /// Runs the `close` handlers (the original ones of an upgradeTLS first, with `raw`).
+  pub(crate) fn report(self, env: Env, err: Option<Value>) {
+    let e = err.unwrap_or_else(|| js::undefined(env));
+    if let Some(tap) = self.tap {
+      let h = tap.handlers.borrow().clone();
+      if let Ok(raw) = js::deref(env, tap.raw) {
+        if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, raw, &[e]) {
+          route_error(env, &h, raw, x);
+        }
+      }
+      js::delete_reference(env, tap.raw);
+    }
+    if let (Some(slot), Ok(socket)) = (self.slot, js::deref(env, self.js_ref)) {
+      let h = slot.borrow().clone();
+      if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
+        route_error(env, &h, socket, x);
       }
     }
-    js::delete_reference(env, tap.raw);
-  }
-  if let (Some(slot), Ok(socket)) = (slot, js::deref(env, js_ref)) {
-    let h = slot.borrow().clone();
-    if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
-      route_error(env, &h, socket, x);
+    crate::class::release(env, self.js_ref);
+    if let Some(l) = self.listener {
+      l.release_if_done(env);
     }
   }
-  crate::class::release(env, js_ref);
-  if let Some(l) = listener {
-    l.release_if_done(env);
+
+  /// Env teardown: drops the references without calling JS.
+  pub(crate) fn forget(self, env: Env) {
+    if let Some(tap) = self.tap {
+      js::delete_reference(env, tap.raw);
+    }
+    crate::class::release(env, self.js_ref);
   }
 }
 

@@ -121,6 +121,8 @@ pub(crate) struct Reactor {
   timers: BinaryHeap<Reverse<(Instant, usize)>>,
   /// Sockets to revisit on the next loop turn (see [`Reactor::kick`]).
   kicks: Vec<Token>,
+  /// Closed sockets whose `close` handlers run on the next loop turn (each holds a ref).
+  closes: Vec<crate::conn::Closed>,
   refs: usize,
   refed: bool,
   resource: sys::napi_ref,
@@ -178,6 +180,7 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
       timer_due: None,
       timers: BinaryHeap::new(),
       kicks: Vec::new(),
+      closes: Vec::new(),
       refs: 0,
       refed: false,
       resource,
@@ -240,8 +243,15 @@ impl Reactor {
     self.arm_timer();
   }
 
+  /// Runs the `close` handlers of `c` on the next loop turn; the process stays alive until then.
+  pub(crate) fn report_later(&mut self, c: crate::conn::Closed) {
+    self.closes.push(c);
+    self.adjust_refs(1);
+    self.arm_timer();
+  }
+
   fn arm_timer(&mut self) {
-    let next = if self.kicks.is_empty() { self.timers.peek().map(|Reverse((at, _))| *at) } else { Some(Instant::now()) };
+    let next = if self.kicks.is_empty() && self.closes.is_empty() { self.timers.peek().map(|Reverse((at, _))| *at) } else { Some(Instant::now()) };
     let Some(next) = next else {
       if let Some(t) = &self.timer {
         t.timer_stop();
@@ -325,11 +335,16 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
-  let kicks = with(|r| {
+  let (kicks, closes) = with(|r| {
     r.timer_due = None;
-    std::mem::take(&mut r.kicks)
+    (std::mem::take(&mut r.kicks), std::mem::take(&mut r.closes))
   })
   .unwrap_or_default();
+  for c in closes {
+    let _hs = HandleScope::open(env);
+    c.report(env, None);
+    let _ = with(|r| r.adjust_refs(-1));
+  }
   for token in kicks {
     let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
     let _hs = HandleScope::open(env);
@@ -375,6 +390,9 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   let _hs = HandleScope::open(env());
   let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
   r.bridge.close();
+  for c in std::mem::take(&mut r.closes) {
+    c.forget(env());
+  }
   crate::readbuf::teardown();
   crate::handlers::teardown();
   for e in r.entries.drain() {

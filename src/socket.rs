@@ -136,14 +136,24 @@ fn end(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   if !s.conn().is_open() {
     return c.number(-1.0);
   }
-  conn::close(c.env, &s.conn(), How::Graceful, None);
+  graceful(c.env, &s.conn());
   c.number(if written < 0 { -1.0 } else { written as f64 })
 }
 
 /// Graceful close, like `end()` without data; `close` runs before this returns.
 fn close(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  conn::close(c.env, &s.conn(), How::Graceful, None);
+  graceful(c.env, &s.conn());
   c.undefined()
+}
+
+/// The caller's own graceful close: plain sockets run their `close` handler before returning,
+/// TLS sockets right after (spec §5.3).
+fn graceful(env: sys::napi_env, conn: &Rc<conn::Conn>) {
+  if conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) {
+    conn::close_then_report(conn);
+  } else {
+    conn::close(env, conn, How::Graceful, None);
+  }
 }
 
 /// Abortive close: the peer gets a reset (SO_LINGER 0); `close` runs before this returns.

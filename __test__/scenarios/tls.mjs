@@ -869,3 +869,29 @@ export async function setMaxSendFragmentBoundsTheRecords(t) {
   t.is(sizes.length, 20 + sizes.filter((n) => n !== 1017).length, sizes.join(' '))
   t.true(data.every((n) => n === 1000 + 17), data.join(' '))
 }
+
+export async function endOnTlsRunsCloseAfterTheCall(t) {
+  // Spec §5.3: end()/close() on a TLS socket return first; the caller's `close` runs afterwards
+  // (plain sockets run it inside the call). readyState is -1 as soon as the call returns.
+  const { l } = tlsServer(t)
+  for (const method of ['end', 'close']) {
+    const log = []
+    const closed = deferred()
+    const s = await connect({
+      hostname: '127.0.0.1',
+      port: l.port,
+      tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+      socket: {
+        data() {},
+        close(sock, err) {
+          log.push(`close ${sock.readyState} ${err}`)
+          closed.resolve()
+        },
+      },
+    })
+    log.push(`${method} returned ${s[method]()}`)
+    log.push(`readyState ${s.readyState}`)
+    await closed.promise
+    t.deepEqual(log, [`${method} returned ${method === 'end' ? 0 : undefined}`, 'readyState -1', 'close -1 undefined'], method)
+  }
+}
