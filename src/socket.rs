@@ -172,7 +172,12 @@ fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
       } else {
         st.write_shut = true;
-        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        if st.tls.is_some() {
+          // close_notify first, and the FIN only once every taken byte is out.
+          crate::tls::shutdown_write(&mut st);
+        } else {
+          unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        }
       }
     }
   }

@@ -895,3 +895,38 @@ export async function endOnTlsRunsCloseAfterTheCall(t) {
     t.deepEqual(log, [`${method} returned ${method === 'end' ? 0 : undefined}`, 'readyState -1', 'close -1 undefined'], method)
   }
 }
+
+export async function shutdownOnTlsSendsEverythingTakenThenCloseNotify(t) {
+  // shutdown() right after a write the session took only in part: every byte write() took
+  // still arrives, then close_notify and the FIN (the peer sees `end`, no error).
+  const tls = await import('node:tls')
+  let received = 0
+  const ended = deferred()
+  const errors = []
+  const srv = tls.createServer(serverTls(), (sock) => {
+    sock.pause()
+    setTimeout(() => sock.resume(), 200)
+    sock.on('data', (d) => { received += d.length })
+    sock.on('end', () => ended.resolve())
+    sock.on('error', (e) => errors.push(e.code))
+  })
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => srv.close())
+  const { s } = await handshake(t, srv.address().port, { ca: pem('ca.pem'), serverName: 'localhost' })
+  // 16 KiB writes: each goes through the session to the kernel until the kernel is full and
+  // the session starts queueing; the short write comes with ciphertext queued in the session.
+  const chunk = Buffer.alloc(16 * 1024, 0x63)
+  let taken = 0
+  for (let i = 0; i < 20000; i++) {
+    const n = s.write(chunk)
+    taken += n
+    if (n < chunk.length) break
+  }
+  t.true(taken > 0)
+  s.shutdown()
+  t.is(s.readyState, 1)
+  t.is(s.write('x'), -1)
+  await ended.promise
+  t.is(received, taken)
+  t.deepEqual(errors, [])
+}

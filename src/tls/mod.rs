@@ -70,6 +70,8 @@ pub(crate) struct TlsState {
   pub tap: Option<Box<Tap>>,
   /// `setMaxSendFragment(n)`: plaintext goes to the session in pieces of at most `n` bytes.
   pub max_fragment: Option<usize>,
+  /// `shutdown()` was called with ciphertext still queued: the FIN follows the last of it.
+  fin_after_flush: bool,
 }
 
 /// What `upgradeTLS()` leaves the original handlers (spec §6.5): `data` with the ciphertext as
@@ -214,6 +216,7 @@ fn install(
       ticket: None,
       tap: None,
       max_fragment: None,
+      fin_after_flush: false,
     }));
     flush_state(&mut st);
   }
@@ -317,6 +320,25 @@ pub(crate) fn send(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
   n as i64
 }
 
+/// `shutdown()` (write side) on a TLS socket: close_notify, then the FIN once the session's
+/// queued ciphertext (bytes `write()` already took) has reached the kernel.
+pub(crate) fn shutdown_write(st: &mut conn::ConnState) {
+  if let Some(t) = st.tls.as_mut() {
+    t.conn.send_close_notify();
+  }
+  if flush_state(st) {
+    fin(st);
+  } else if let Some(t) = st.tls.as_mut() {
+    t.fin_after_flush = true;
+  }
+}
+
+fn fin(st: &conn::ConnState) {
+  if let Some(fd) = st.io.as_ref().map(Io::fd) {
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+  }
+}
+
 /// Before a graceful close: close_notify, and whatever ciphertext the kernel does not take now
 /// is handed to the background flush (`linger`).
 pub(crate) fn on_close(st: &mut conn::ConnState) {
@@ -343,6 +365,9 @@ pub(crate) fn on_event(env: Env, c: &Conn, writable: bool, readable: bool, hup: 
     let drain = match c.st.try_borrow_mut() {
       Ok(mut st) => {
         let flushed = flush_state(&mut st);
+        if flushed && st.tls.as_mut().is_some_and(|t| std::mem::take(&mut t.fin_after_flush)) {
+          fin(&st);
+        }
         let done = st.tls.as_ref().is_some_and(|t| t.done);
         if flushed && done && st.want_drain {
           st.want_drain = false;
