@@ -23,6 +23,8 @@ use crate::listener::ListenerCore;
 use crate::reactor;
 use crate::readbuf::{self, Read};
 
+pub(crate) use crate::close::{close, close_then_report, Closed};
+
 pub(crate) enum Io {
   Tcp(mio::net::TcpStream),
   Unix(mio::net::UnixStream),
@@ -342,105 +344,6 @@ pub(crate) fn emit_open(env: Env, conn: &Conn) {
   if let Some(e) = failed {
     route_error(env, &h, socket, e);
     close(env, conn, How::Graceful, None);
-  }
-}
-
-/// Closes `conn` (idempotent) and runs its `close(socket, err)` handler synchronously.
-pub(crate) fn close(env: Env, conn: &Conn, how: How, err: Option<Value>) {
-  if let Some(closed) = shut(conn, how, err.is_some()) {
-    closed.report(env, err);
-  }
-}
-
-/// `end()`/`close()` on a TLS socket: closed now, but the `close` handler runs after the call
-/// returns (on the next loop turn), as in Bun (spec §5.3).
-pub(crate) fn close_then_report(conn: &Conn) {
-  if let Some(closed) = shut(conn, How::Graceful, false) {
-    let _ = reactor::with(|r| r.report_later(closed));
-  }
-}
-
-/// What is left to do for a connection whose fd is closed: its `close` handlers.
-pub(crate) struct Closed {
-  slot: Option<HandlerSlot>,
-  js_ref: sys::napi_ref,
-  listener: Option<Rc<ListenerCore>>,
-  tap: Option<Box<crate::tls::Tap>>,
-}
-
-/// Closes the fd (gracefully, with a reset, or after the peer's) and takes the connection out of
-/// the reactor; `None` if it was closed already.
-fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
-  let closed = {
-    let Ok(mut st) = conn.st.try_borrow_mut() else { return None };
-    if st.phase == Phase::Closed {
-      return None;
-    }
-    st.phase = Phase::Closed;
-    crate::debug::debug!("close fd {} ({:?}{})", st.io.as_ref().map_or(-1, Io::fd), how, if with_error { ", with error" } else { "" });
-    if how == How::Graceful && st.tls.is_some() {
-      crate::tls::on_close(&mut st);
-      if let Some(fd) = st.io.as_ref().map(Io::fd) {
-        crate::sockopt::discard_input(fd);
-      }
-    }
-    // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
-    // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
-    if let Some(mut io) = st.io.take() {
-      match (how, st.unsent.take()) {
-        (How::Graceful, Some(rest)) => {
-          let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
-          crate::linger::start(io, rest);
-        }
-        (How::Reset, _) => crate::sockopt::linger_zero(io.fd()),
-        (How::Graceful, None) | (How::Gone, _) => {}
-      }
-    }
-    st.timeout_at = None;
-    st.want_drain = false;
-    let tap = st.tls.as_mut().and_then(|t| t.tap.take());
-    Closed { slot: st.handlers.take(), js_ref: std::mem::replace(&mut st.js, std::ptr::null_mut()), listener: st.listener.take(), tap }
-  };
-  let token = conn.token.get();
-  reactor::with(|r| r.remove(token));
-  conn.sync_ref();
-  if let Some(l) = &closed.listener {
-    l.forget(token);
-  }
-  Some(closed)
-}
-
-impl Closed {
-  /// Runs the `close` handlers (the original ones of an upgradeTLS first, with `raw`).
-  pub(crate) fn report(self, env: Env, err: Option<Value>) {
-    let e = err.unwrap_or_else(|| js::undefined(env));
-    if let Some(tap) = self.tap {
-      let h = tap.handlers.borrow().clone();
-      if let Ok(raw) = js::deref(env, tap.raw) {
-        if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, raw, &[e]) {
-          route_error(env, &h, raw, x);
-        }
-      }
-      js::delete_reference(env, tap.raw);
-    }
-    if let (Some(slot), Ok(socket)) = (self.slot, js::deref(env, self.js_ref)) {
-      let h = slot.borrow().clone();
-      if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
-        route_error(env, &h, socket, x);
-      }
-    }
-    crate::class::release(env, self.js_ref);
-    if let Some(l) = self.listener {
-      l.release_if_done(env);
-    }
-  }
-
-  /// Env teardown: drops the references without calling JS.
-  pub(crate) fn forget(self, env: Env) {
-    if let Some(tap) = self.tap {
-      js::delete_reference(env, tap.raw);
-    }
-    crate::class::release(env, self.js_ref);
   }
 }
 

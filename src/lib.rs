@@ -9,7 +9,7 @@
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
 //! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown
-//! - `conn`: one connection's state machine and event rules
+//! - `conn`: one connection's state machine and event rules; `close`: closing it
 //! - `connect`: resolution, connect attempts, promise settling
 //! - `listener`: `listen()` and the `SocketListener` class
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
@@ -20,7 +20,8 @@
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `debug`: `NODE_DEBUG=bunnet` logging
-//! - `tls`: rustls sessions driven by the reactor (`config`, `verify`)
+//! - `tls`: rustls sessions driven by the reactor (`read` path, `config`, `verify`, `cert`,
+//!   `session` resumption, `watch`/`keys` for Finished messages and tickets off the wire)
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,6 +29,7 @@
 mod bridge;
 mod bytes;
 mod class;
+mod close;
 mod conn;
 mod connect;
 mod debug;

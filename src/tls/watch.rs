@@ -14,9 +14,12 @@ use std::cell::RefCell;
 
 use super::keys::{RecordKey, Suite};
 
+/// (KeyLog label, secret) pairs.
+type Secrets = Vec<(&'static str, Vec<u8>)>;
+
 thread_local! {
   /// Secrets logged by rustls while a watched connection is inside the session.
-  static LOGGED: RefCell<Option<Vec<(&'static str, Vec<u8>)>>> = const { RefCell::new(None) };
+  static LOGGED: RefCell<Option<Secrets>> = const { RefCell::new(None) };
 }
 
 /// The `KeyLog` of every bunnet config: forwards secrets to [`capturing`], and asks for none
@@ -91,7 +94,7 @@ pub(crate) struct Watch {
   client_random: Option<Vec<u8>>,
   server_random: Option<Vec<u8>>,
   suite: Option<Suite>,
-  secrets: Vec<(&'static str, Vec<u8>)>,
+  secrets: Secrets,
   /// TLS 1.2 Finished (verify_data) sent by this side / by the peer.
   pub finished: Option<Vec<u8>>,
   pub peer_finished: Option<Vec<u8>>,
@@ -160,7 +163,7 @@ impl Watch {
   }
 
   /// Whether the records of direction `d` come from the server.
-  fn from_server(&self, d: &Dir) -> bool {
+  fn sent_by_server(&self, d: &Dir) -> bool {
     matches!(d, Dir::In) != self.server
   }
 
@@ -171,7 +174,7 @@ impl Watch {
   /// The key for the encrypted records of direction `d`, once its secrets are known.
   fn key_for(&mut self, d: &Dir) -> Option<RecordKey> {
     let suite = self.suite?;
-    let from_server = self.from_server(d);
+    let from_server = self.sent_by_server(d);
     if suite.tls13 {
       let label = if self.stream(d).app { "SERVER_TRAFFIC_SECRET_0" } else { "SERVER_HANDSHAKE_TRAFFIC_SECRET" };
       return RecordKey::tls13(suite, self.secret(label)?);
@@ -265,7 +268,7 @@ impl Watch {
   }
 
   fn message(&mut self, d: &Dir, ty: u8, body: &[u8]) {
-    let from_server = self.from_server(d);
+    let from_server = self.sent_by_server(d);
     let tls13 = self.suite.map(|s| s.tls13);
     match ty {
       // ClientHello: the client random.
