@@ -5,9 +5,9 @@ use std::rc::Rc;
 
 use napi::sys;
 
-use crate::conn::{invoke, route_error, Conn, How, Io, Phase};
+use crate::conn::{call_routed, Conn, How, Io, Phase};
 use crate::handlers::{Event, HandlerSlot};
-use crate::js::{self, Called, Env, Value};
+use crate::js::{self, Env, Value};
 use crate::listener::ListenerCore;
 use crate::reactor;
 
@@ -81,19 +81,13 @@ impl Closed {
   pub(crate) fn report(self, env: Env, err: Option<Value>) {
     let e = err.unwrap_or_else(|| js::undefined(env));
     if let Some(tap) = self.tap {
-      let h = tap.handlers.borrow().clone();
       if let Ok(raw) = js::deref(env, tap.raw) {
-        if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, raw, &[e]) {
-          route_error(env, &h, raw, x);
-        }
+        call_routed(env, &tap.handlers.borrow().clone(), Event::Close, raw, &[e]);
       }
       js::delete_reference(env, tap.raw);
     }
     if let (Some(slot), Ok(socket)) = (self.slot, js::deref(env, self.js_ref)) {
-      let h = slot.borrow().clone();
-      if let Some(Called::Threw(x)) = invoke(env, &h, Event::Close, socket, &[e]) {
-        route_error(env, &h, socket, x);
-      }
+      call_routed(env, &slot.borrow().clone(), Event::Close, socket, &[e]);
     }
     crate::class::release(env, self.js_ref);
     if let Some(l) = self.listener {

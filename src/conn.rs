@@ -325,9 +325,14 @@ pub(crate) fn route_error(env: Env, h: &Handlers, socket: Value, err: Value) {
 pub(crate) fn emit(env: Env, conn: &Conn, ev: Event, args: &[Value]) -> Option<Called> {
   let h = conn.handlers()?;
   let socket = conn.socket(env)?;
-  let called = invoke(env, &h, ev, socket, args)?;
+  call_routed(env, &h, ev, socket, args)
+}
+
+/// [`invoke`], with a throw routed by Bun's rule ([`route_error`]).
+pub(crate) fn call_routed(env: Env, h: &Handlers, ev: Event, socket: Value, args: &[Value]) -> Option<Called> {
+  let called = invoke(env, h, ev, socket, args)?;
   if let Called::Threw(e) = called {
-    route_error(env, &h, socket, e);
+    route_error(env, h, socket, e);
   }
   Some(called)
 }

@@ -56,7 +56,8 @@ pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
   ("getSharedSigalgs", get_shared_sigalgs),
   ("getTLSFinishedMessage", |s, c| bytes_or_undefined(s, c, |t| t.finished.as_deref())),
   ("getTLSPeerFinishedMessage", |s, c| bytes_or_undefined(s, c, |t| t.peer_finished.as_deref())),
-  ("getTLSTicket", |s, c| bytes_or_undefined(s, c, |t| t.ticket.as_deref().filter(|_| !t.server))),
+  // (the watch records tickets on clients only: servers answer `undefined`)
+  ("getTLSTicket", |s, c| bytes_or_undefined(s, c, |t| t.ticket.as_deref())),
   ("getSession", get_session),
   ("setSession", set_session),
   ("isSessionReused", is_session_reused),

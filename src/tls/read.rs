@@ -268,7 +268,5 @@ fn deliver_tap(env: Env, c: &Conn, bytes: &[u8]) {
   let h = slot.borrow().clone();
   let Ok(socket) = js::deref(env, raw) else { return };
   let v = crate::handlers::data_value(env, h.binary_type, bytes);
-  if let Some(Called::Threw(e)) = conn::invoke(env, &h, Event::Data, socket, &[v]) {
-    conn::route_error(env, &h, socket, e);
-  }
+  conn::call_routed(env, &h, Event::Data, socket, &[v]);
 }
