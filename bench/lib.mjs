@@ -127,6 +127,56 @@ export function flushPending(s) {
   writeAll(s, p)
 }
 
+/**
+ * Runs `count` loops of `once()` (a promise per iteration, e.g. one connection) while `go()`
+ * holds; each success calls `done()` and starts the next, a rejection calls `fail(e)` and ends
+ * that loop.
+ */
+export function startLoops(count, once, go, done, fail) {
+  const loop = () => {
+    if (!go()) return
+    once().then(() => {
+      done()
+      loop()
+    }, fail)
+  }
+  for (let i = 0; i < count; i++) loop()
+}
+
+/**
+ * Bulk sender for the Bun API: `pump(s)` writes slices of `chunk` until `total` bytes were
+ * taken or a write is short (call it again from `drain`); `sent()` is what write() took.
+ */
+export function bunBulkSender(chunk, total, onError) {
+  let sent = 0
+  return {
+    sent: () => sent,
+    pump(s) {
+      while (sent < total) {
+        const off = sent % chunk.length
+        const len = Math.min(chunk.length - off, total - sent)
+        const n = s.write(chunk, off, len)
+        if (n < 0) return onError(new Error(`write returned ${n} with ${sent} of ${total} bytes sent`))
+        sent += n
+        if (n < len) return // short write: the rest goes out from `drain`
+      }
+    },
+  }
+}
+
+/** Bulk sender for node:net/node:tls: `pump()` writes `chunk`s until `total`, resuming on 'drain'. */
+export function nodeBulkSender(stream, chunk, total) {
+  let sent = 0 // bytes handed to write()
+  const pump = () => {
+    while (sent < total) {
+      const len = Math.min(chunk.length, total - sent)
+      sent += len
+      if (!stream.write(len === chunk.length ? chunk : chunk.subarray(0, len))) return stream.once('drain', pump)
+    }
+  }
+  return pump
+}
+
 /** Line-by-line reader over a readable stream: `await next()` gives the next line. */
 export function lineReader(stream, what = 'stream') {
   let buf = ''

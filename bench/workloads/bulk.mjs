@@ -6,7 +6,7 @@
 // with --role server); it answers the last byte with a 1-byte ack over the connection, which
 // ends the timing, and reports its byte count over stdin/stdout for the check.
 import net from 'node:net'
-import { HOST, args, bunApi, now, quick, run, runServerPeer, serverPort, sleep } from '../lib.mjs'
+import { HOST, args, bunApi, bunBulkSender, nodeBulkSender, now, quick, run, runServerPeer, serverPort, sleep } from '../lib.mjs'
 
 const TOTAL = quick ? 64 * 2 ** 20 : 2 ** 30
 const CHUNK = 64 * 2 ** 10
@@ -54,40 +54,22 @@ async function startServer() {
 async function startClient(port, split) {
   const onAck = () => (split ? finish.resolve(now()) : onError(new Error('client got unexpected data')))
   if (api) {
-    let sent = 0 // bytes the kernel took
-    const pump = (s) => {
-      while (sent < TOTAL) {
-        const off = sent % CHUNK
-        const len = Math.min(CHUNK - off, TOTAL - sent)
-        const n = s.write(chunk, off, len)
-        if (n < 0) return onError(new Error(`write returned ${n} with ${sent} of ${TOTAL} bytes sent`))
-        sent += n
-        if (n < len) return // short write: the rest goes out from `drain`
-      }
-    }
+    const { pump, sent } = bunBulkSender(chunk, TOTAL, onError) // sent(): bytes the kernel took
     const t0 = now()
     const client = await api.connect({
       hostname: HOST,
       port,
-      socket: { data: onAck, drain: pump, error: (s, e) => onError(e), close: () => sent < TOTAL && onError(new Error('client closed early')) },
+      socket: { data: onAck, drain: pump, error: (s, e) => onError(e), close: () => sent() < TOTAL && onError(new Error('client closed early')) },
     })
     pump(client)
     return { t0, bytesWritten: () => client.bytesWritten }
   }
-  let sent = 0 // bytes handed to write()
   const t0 = now()
   const client = net.connect({ port, host: HOST, noDelay: true })
   client.setNoDelay(true)
   client.on('error', onError)
   client.on('data', onAck)
-  const pump = () => {
-    while (sent < TOTAL) {
-      const len = Math.min(CHUNK, TOTAL - sent)
-      sent += len
-      if (!client.write(len === CHUNK ? chunk : chunk.subarray(0, len))) return client.once('drain', pump)
-    }
-  }
-  client.once('connect', pump)
+  client.once('connect', nodeBulkSender(client, chunk, TOTAL))
   return { t0, bytesWritten: () => client.bytesWritten }
 }
 

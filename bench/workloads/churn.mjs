@@ -4,7 +4,7 @@
 // --split the echo server runs in a second process of the same implementation (this script with
 // --role server, printing its port); connections are counted in the clients' process.
 import net from 'node:net'
-import { HOST, args, bunApi, measureRate, quick, run, runServerPeer, serverPort } from '../lib.mjs'
+import { HOST, args, bunApi, measureRate, quick, run, runServerPeer, serverPort, startLoops } from '../lib.mjs'
 
 const WORKERS = 8
 const WARMUP_MS = 500
@@ -16,16 +16,8 @@ let stopping = false
 let failure = null
 
 /** Starts WORKERS loops of `once()` (a promise per connection) until `stopping`. */
-function startWorkers(once) {
-  const loop = () => {
-    if (stopping || failure) return
-    once().then(() => {
-      completed++
-      loop()
-    }, (e) => (failure ??= e))
-  }
-  for (let i = 0; i < WORKERS; i++) loop()
-}
+const startWorkers = (once) =>
+  startLoops(WORKERS, once, () => !stopping && !failure, () => completed++, (e) => (failure ??= e))
 
 const api = await bunApi()
 

@@ -7,7 +7,7 @@
 // from connect to the server's last byte; the server's count and the client's bytesWritten must
 // both equal TOTAL. The negotiated protocol and cipher are reported (each stack picks its own).
 import tls from 'node:tls'
-import { HOST, bunApi, now, quick, run, sleep, tlsFixtures } from '../lib.mjs'
+import { HOST, bunApi, bunBulkSender, nodeBulkSender, now, quick, run, sleep, tlsFixtures } from '../lib.mjs'
 
 const TOTAL = quick ? 64 * 2 ** 20 : 2 ** 30
 const CHUNK = 64 * 2 ** 10
@@ -53,19 +53,9 @@ async function startServer() {
 async function startClient(port) {
   const onUnexpected = () => onError(new Error('client got unexpected data'))
   if (api) {
-    let sent = 0 // plaintext bytes the TLS session took
+    const sender = bunBulkSender(chunk, TOTAL, onError) // sent(): plaintext bytes the session took
     let ready = false
-    const pump = (s) => {
-      if (!ready) return
-      while (sent < TOTAL) {
-        const off = sent % CHUNK
-        const len = Math.min(CHUNK - off, TOTAL - sent)
-        const n = s.write(chunk, off, len)
-        if (n < 0) return onError(new Error(`write returned ${n} with ${sent} of ${TOTAL} bytes sent`))
-        sent += n
-        if (n < len) return // short write: the rest goes out from `drain`
-      }
-    }
+    const pump = (s) => ready && sender.pump(s)
     const t0 = now()
     const client = await api.connect({
       hostname: HOST,
@@ -80,7 +70,7 @@ async function startClient(port) {
         data: onUnexpected,
         drain: pump,
         error: (s, e) => onError(e),
-        close: () => sent < TOTAL && onError(new Error('client closed early')),
+        close: () => sender.sent() < TOTAL && onError(new Error('client closed early')),
       },
     })
     return {
@@ -90,20 +80,12 @@ async function startClient(port) {
       cipher: () => client.getCipher()?.name,
     }
   }
-  let sent = 0 // bytes handed to write()
   const t0 = now()
   const client = tls.connect({ port, host: HOST, ca, servername: 'localhost' })
   client.setNoDelay(true) // (tls.connect ignores the `noDelay` option)
   client.on('error', onError)
   client.on('data', onUnexpected)
-  const pump = () => {
-    while (sent < TOTAL) {
-      const len = Math.min(CHUNK, TOTAL - sent)
-      sent += len
-      if (!client.write(len === CHUNK ? chunk : chunk.subarray(0, len))) return client.once('drain', pump)
-    }
-  }
-  client.once('secureConnect', pump)
+  client.once('secureConnect', nodeBulkSender(client, chunk, TOTAL))
   return {
     t0,
     bytesWritten: () => client.bytesWritten,

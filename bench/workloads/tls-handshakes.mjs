@@ -7,7 +7,7 @@
 // only with a `session` option); isSessionReused() is checked on every 8th connection and must
 // be false. The negotiated protocol and cipher are reported too.
 import tls from 'node:tls'
-import { HOST, bunApi, measureRate, quick, run, tlsFixtures } from '../lib.mjs'
+import { HOST, bunApi, measureRate, quick, run, startLoops, tlsFixtures } from '../lib.mjs'
 
 const WORKERS = 8
 const WARMUP_MS = 500
@@ -25,16 +25,8 @@ let stopping = false
 let failure = null
 
 /** Starts WORKERS loops of `once()` (a promise per connection) until `stopping`. */
-function startWorkers(once) {
-  const loop = () => {
-    if (stopping || failure) return
-    once().then(() => {
-      completed++
-      loop()
-    }, (e) => (failure ??= e))
-  }
-  for (let i = 0; i < WORKERS; i++) loop()
-}
+const startWorkers = (once) =>
+  startLoops(WORKERS, once, () => !stopping && !failure, () => completed++, (e) => (failure ??= e))
 
 /** Client side, after a successful handshake: samples session reuse, protocol and cipher. */
 function onHandshake(reused, version, cipherName) {
