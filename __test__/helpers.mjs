@@ -61,6 +61,32 @@ export function recorder() {
   return { log, rec }
 }
 
+/** `n` bytes (a multiple of 4) of a fixed, non-repeating pattern, for byte-exact comparisons. */
+export function patterned(n) {
+  const b = Buffer.alloc(n)
+  for (let i = 0; i < n; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i)
+  return b
+}
+
+/**
+ * Sends `src` through a Bun-API socket: `pump(s)` writes on from where it stopped, at most `step`
+ * bytes per write, until a write takes nothing (call it again from `drain`); `sent()` is what
+ * the writes took.
+ */
+export function sender(src, step = src.length) {
+  let off = 0
+  return {
+    sent: () => off,
+    pump(s) {
+      while (off < src.length) {
+        const n = s.write(src, off, Math.min(step, src.length - off))
+        if (n <= 0) return
+        off += n
+      }
+    },
+  }
+}
+
 /**
  * Registers every exported scenario of `mod` as an ava test. Scenarios take ava's `t` (or the
  * worker shim, which offers the same subset: is, not, true, false, truthy, falsy, deepEqual, like,

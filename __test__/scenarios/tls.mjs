@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
-import { connect, deferred, listen, until } from '../helpers.mjs'
+import { connect, deferred, listen, patterned, sender, until } from '../helpers.mjs'
 
 const pem = (n) => readFileSync(new URL(`../fixtures/tls/${n}`, import.meta.url))
 const serverTls = (extra = {}) => ({ key: pem('server-key.pem'), cert: pem('server.pem'), ...extra })
@@ -249,19 +249,11 @@ export async function tlsClientAgainstPlainServerFails(t) {
 export async function bulkEchoKeepsEveryByte(t) {
   // 64 MiB through a TLS echo server and back, with backpressure on both sides.
   const total = 64 * 1024 * 1024
-  const src = Buffer.alloc(total)
-  for (let i = 0; i < total; i += 4) src.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const src = patterned(total)
   const recv = createHash('sha256')
   let received = 0
   const done = deferred()
-  let off = 0
-  const pump = (s) => {
-    while (off < total) {
-      const n = s.write(src, off, Math.min(128 * 1024, total - off))
-      if (n <= 0) return
-      off += n
-    }
-  }
+  const { pump } = sender(src, 128 * 1024)
   // The server echoes with its own backpressure: what write() did not take waits for drain.
   const echo = (s, d) => {
     if (s.data?.length) {
@@ -503,14 +495,15 @@ export async function resumeDeliversWhatTheSessionHeldWhilePaused(t) {
   for (const total of [100000, 1000000, 3333333]) {
     const payload = Buffer.alloc(total)
     for (let i = 0; i < total; i += 512) payload[i] = (i / 512) & 0xff
-    const pump = (s) => {
-      while (s.sent < total) {
-        const n = s.write(payload, s.sent, total - s.sent)
-        if (n <= 0) return
-        s.sent += n
-      }
-    }
-    const { l } = tlsServer(t, serverTls(), { handshake() {}, open(s) { s.sent = 0; pump(s) }, drain: pump, data() {} })
+    const { l } = tlsServer(t, serverTls(), {
+      handshake() {},
+      open(s) {
+        s.data = sender(payload)
+        s.data.pump(s)
+      },
+      drain(s) { s.data.pump(s) },
+      data() {},
+    })
     const chunks = []
     let received = 0
     const all = deferred()
@@ -736,18 +729,10 @@ export async function corruptedRecordAfterTheHandshakeIsAnError(t) {
   const payload = Buffer.alloc(total, 0x61)
   const { l } = tlsServer(t, serverTls(), {
     data(s) {
-      let sent = 0
-      const pump = () => {
-        while (sent < total) {
-          const n = s.write(payload, sent, total - sent)
-          if (n <= 0) return
-          sent += n
-        }
-      }
-      s.data = { pump }
-      pump()
+      s.data = sender(payload)
+      s.data.pump(s)
     },
-    drain(s) { s.data?.pump() },
+    drain(s) { s.data?.pump(s) },
   })
   // a proxy that flips one byte at offset 200,000 of the server -> client stream
   let seen = 0

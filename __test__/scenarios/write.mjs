@@ -1,7 +1,7 @@
 // write()/end(): accepted inputs, offsets, return values, backpressure and drain (spec §4.3, §4.4).
 import { createHash } from 'node:crypto'
 
-import { connect, deferred, server, until } from '../helpers.mjs'
+import { connect, deferred, patterned, sender, server, until } from '../helpers.mjs'
 
 /** A connected pair: client `c` and a server that collects what it receives into `got()`. */
 async function pair(t, serverExtra = {}) {
@@ -119,8 +119,7 @@ export async function shortWriteThenZeroThenOneDrain(t) {
 
 export async function bulkWithBackpressureKeepsEveryByte(t) {
   const total = 16 * 1024 * 1024
-  const src = Buffer.alloc(total)
-  for (let i = 0; i < total; i += 4) src.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const src = patterned(total)
   const recv = createHash('sha256')
   let received = 0
   const done = deferred()
@@ -131,15 +130,8 @@ export async function bulkWithBackpressureKeepsEveryByte(t) {
       if (received === total) done.resolve()
     },
   })
-  let off = 0
   let drains = 0
-  const pump = (s) => {
-    while (off < total) {
-      const n = s.write(src, off, Math.min(256 * 1024, total - off))
-      if (n <= 0) return
-      off += n
-    }
-  }
+  const { pump } = sender(src, 256 * 1024)
   const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() {}, drain(s) { drains++; pump(s) } } })
   t.teardown(() => c.end())
   pump(c)
