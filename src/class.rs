@@ -123,7 +123,10 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
   };
   // SAFETY: `data` is the `Method<T>` this callback was registered with in `define`.
   let f: Method<T> = std::mem::transmute::<*mut c_void, Method<T>>(data);
-  match catch_unwind(AssertUnwindSafe(|| f(obj, &ctx))) {
+  let result = catch_unwind(AssertUnwindSafe(|| f(obj, &ctx)));
+  // Handler sets dropped by this call (a close) release their functions now, with a scope open.
+  crate::handlers::sweep(env);
+  match result {
     Ok(Ok(v)) => v,
     Ok(Err(e)) => {
       throw_error(env, &e);

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use napi::sys;
 
 use crate::conn::{call_routed, Conn, How, Io, Phase};
-use crate::handlers::{Event, HandlerSlot};
+use crate::handlers::{Event, HandlerRef};
 use crate::js::{self, Env, Value};
 use crate::listener::ListenerCore;
 use crate::reactor;
@@ -28,7 +28,7 @@ pub(crate) fn close_then_report(conn: &Conn) {
 
 /// What is left to do for a connection whose fd is closed: its `close` handlers.
 pub(crate) struct Closed {
-  slot: Option<HandlerSlot>,
+  slot: Option<HandlerRef>,
   js_ref: sys::napi_ref,
   listener: Option<Rc<ListenerCore>>,
   tap: Option<Box<crate::tls::Tap>>,
@@ -53,7 +53,7 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
     if let Some(mut io) = st.io.take() {
-      match (how, st.unsent.take()) {
+      match (how, st.extra.as_mut().and_then(|x| x.unsent.take())) {
         (How::Graceful, Some(rest)) => {
           let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
           crate::linger::start(io, rest);
@@ -62,7 +62,9 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
         (How::Graceful, None) | (How::Gone, _) => {}
       }
     }
-    st.timeout_at = None;
+    if let Some(x) = st.extra.as_mut() {
+      x.timeout_at = None;
+    }
     st.want_drain = false;
     let tap = st.tls.as_mut().and_then(|t| t.tap.take());
     Closed { slot: st.handlers.take(), js_ref: std::mem::replace(&mut st.js, std::ptr::null_mut()), listener: st.listener.take(), tap }
@@ -81,13 +83,13 @@ impl Closed {
   pub(crate) fn report(self, env: Env, err: Option<Value>) {
     let e = err.unwrap_or_else(|| js::undefined(env));
     if let Some(tap) = self.tap {
-      if let Ok(raw) = js::deref(env, tap.raw) {
-        call_routed(env, &tap.handlers.borrow().clone(), Event::Close, raw, &[e]);
+      if let (Ok(raw), Some(h)) = (js::deref(env, tap.raw), tap.handlers.current()) {
+        call_routed(env, &h, Event::Close, raw, &[e]);
       }
       js::delete_reference(env, tap.raw);
     }
-    if let (Some(slot), Ok(socket)) = (self.slot, js::deref(env, self.js_ref)) {
-      call_routed(env, &slot.borrow().clone(), Event::Close, socket, &[e]);
+    if let (Some(h), Ok(socket)) = (self.slot.and_then(|s| s.current()), js::deref(env, self.js_ref)) {
+      call_routed(env, &h, Event::Close, socket, &[e]);
     }
     crate::class::release(env, self.js_ref);
     if let Some(l) = self.listener {

@@ -17,7 +17,7 @@ use mio::Token;
 use napi::sys;
 
 use crate::error::SysError;
-use crate::handlers::{Event, HandlerSlot, Handlers};
+use crate::handlers::{Event, HandlerRef, Handlers};
 use crate::js::{self, Called, Env, HandleScope, Value};
 use crate::listener::ListenerCore;
 use crate::reactor;
@@ -93,7 +93,7 @@ pub(crate) struct Pending {
 pub(crate) struct ConnState {
   pub io: Option<Io>,
   pub phase: Phase,
-  pub handlers: Option<HandlerSlot>,
+  pub handlers: Option<HandlerRef>,
   /// Strong reference to the JS `Socket` until the close handler has run.
   pub js: sys::napi_ref,
   pub listener: Option<Rc<ListenerCore>>,
@@ -108,6 +108,19 @@ pub(crate) struct ConnState {
   /// Whether this connection currently holds one of the reactor's refs.
   counted: bool,
   pub bytes_written: u64,
+  pub remote: Option<SocketAddr>,
+  pub is_v6: bool,
+  /// The TLS session, on TLS sockets.
+  pub tls: Option<Box<crate::tls::TlsState>>,
+  /// What few connections use, allocated on first use so an idle connection stays small
+  /// (bench/NOTES.md, memory per idle connection).
+  pub extra: Option<Box<Extra>>,
+}
+
+/// The rarely used part of [`ConnState`].
+#[derive(Default)]
+pub(crate) struct Extra {
+  /// The one-shot deadline of `socket.timeout()`.
   pub timeout_at: Option<Instant>,
   /// The earliest reactor timer entry queued for this socket. `timeout()` called again with a
   /// later deadline (the common "re-arm on every data" pattern) queues nothing new: the queued
@@ -115,16 +128,31 @@ pub(crate) struct ConnState {
   pub timer_queued: Option<Instant>,
   /// The part of `end(data)` the kernel did not take yet, flushed before the FIN.
   pub unsent: Option<Vec<u8>>,
-  pub remote: Option<SocketAddr>,
-  pub is_v6: bool,
-  /// The TLS session, on TLS sockets.
-  pub tls: Option<Box<crate::tls::TlsState>>,
-  /// Client sockets: the host name connected to (SNI default for `upgradeTLS`).
+  /// Client sockets connected by host name (not an IP literal): the name, the SNI default for
+  /// `upgradeTLS` (an IP literal is the remote address, which is kept anyway).
   pub host: Option<Box<str>>,
   /// A client TLS start waiting for `open` to return (see `tls::PendingClient`).
   pub pending_tls: Option<Box<crate::tls::PendingClient>>,
   /// A reset seen by `send()` (errno), reported by the close instead of a clean end.
   pub reset: Option<i32>,
+}
+
+impl ConnState {
+  pub(crate) fn extra(&self) -> Option<&Extra> {
+    self.extra.as_deref()
+  }
+
+  pub(crate) fn extra_mut(&mut self) -> &mut Extra {
+    self.extra.get_or_insert_with(Box::default)
+  }
+
+  pub(crate) fn pending_tls(&mut self) -> Option<&mut crate::tls::PendingClient> {
+    self.extra.as_mut().and_then(|x| x.pending_tls.as_deref_mut())
+  }
+
+  pub(crate) fn has_pending_tls(&self) -> bool {
+    self.extra().is_some_and(|x| x.pending_tls.is_some())
+  }
 }
 
 pub(crate) struct Conn {
@@ -133,7 +161,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-  pub(crate) fn new(handlers: HandlerSlot, allow_half_open: bool, is_unix: bool) -> Rc<Conn> {
+  pub(crate) fn new(handlers: HandlerRef, allow_half_open: bool, is_unix: bool) -> Rc<Conn> {
     Rc::new(Conn {
       token: Cell::new(Token(usize::MAX)),
       st: RefCell::new(ConnState {
@@ -152,15 +180,10 @@ impl Conn {
         refed: true,
         counted: false,
         bytes_written: 0,
-        timeout_at: None,
-        timer_queued: None,
-        unsent: None,
         remote: None,
         is_v6: false,
         tls: None,
-        host: None,
-        pending_tls: None,
-        reset: None,
+        extra: None,
       }),
     })
   }
@@ -194,10 +217,7 @@ impl Conn {
   }
 
   pub(crate) fn handlers(&self) -> Option<Rc<Handlers>> {
-    let st = self.st.try_borrow().ok()?;
-    let slot = st.handlers.as_ref()?;
-    let h = slot.try_borrow().ok()?.clone();
-    Some(h)
+    self.st.try_borrow().ok()?.handlers.as_ref()?.current()
   }
 
   /// Non-blocking `send(2)`: the bytes the kernel took, `0` while a `drain` is owed, `-1` when the
@@ -227,7 +247,7 @@ impl Conn {
       }
       return n;
     }
-    if st.pending_tls.is_some() {
+    if st.has_pending_tls() {
       return crate::tls::send_pending(&mut st, bytes);
     }
     loop {
@@ -249,7 +269,7 @@ impl Conn {
         // The peer reset the connection. send() consumed the socket error, so the read side
         // would only see EOF: remember it for the close (no clean `end` after a reset).
         Some(e @ (libc::ECONNRESET | libc::EPIPE)) => {
-          st.reset = Some(e);
+          st.extra_mut().reset = Some(e);
           return -1;
         }
         _ => return -1,
@@ -259,7 +279,7 @@ impl Conn {
 
   /// A closed connection with this one's counters and family (what a detached handle reads).
   pub(crate) fn closed_copy(&self) -> Rc<Conn> {
-    let c = Conn::new(Rc::new(RefCell::new(Handlers::empty())), false, false);
+    let c = Conn::new(HandlerRef::Own(Handlers::empty()), false, false);
     if let (Ok(mut st), Ok(old)) = (c.st.try_borrow_mut(), self.st.try_borrow()) {
       st.phase = Phase::Closed;
       st.handlers = None;
@@ -281,7 +301,7 @@ impl Conn {
         t.conn.set_buffer_limit(None);
         let _ = std::io::Write::write_all(&mut t.conn.writer(), rest);
       } else {
-        st.unsent = Some(rest.to_vec());
+        st.extra_mut().unsent = Some(rest.to_vec());
       }
     }
   }
@@ -302,7 +322,7 @@ impl Conn {
 
 /// Calls handler `ev` of `h` with `this = socket` and `(socket, ...args)`.
 pub(crate) fn invoke(env: Env, h: &Handlers, ev: Event, socket: Value, args: &[Value]) -> Option<Called> {
-  let f = h.get(ev)?;
+  let f = h.get(env, ev)?;
   let mut all = [std::ptr::null_mut(); 4];
   all[0] = socket;
   let n = args.len().min(3);
@@ -440,7 +460,7 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
   let (write_shut, is_unix, half_open, reset) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.read_eof = true;
-    (st.write_shut, st.is_unix, st.allow_half_open, st.reset)
+    (st.write_shut, st.is_unix, st.allow_half_open, st.extra().and_then(|x| x.reset))
   };
   if let Some(errno) = reset {
     let err = SysError::from_io(&io::Error::from_raw_os_error(errno), "write").to_js(env);
@@ -454,5 +474,17 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
   emit(env, conn, Event::End, &[]);
   if !half_open {
     close(env, conn, How::Graceful, None);
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  /// An idle connection's native state is one allocation of this size (plus the Rc counts):
+  /// keep it small (bench/NOTES.md, memory per idle connection).
+  #[test]
+  fn conn_stays_small() {
+    let n = std::mem::size_of::<super::Conn>();
+    println!("Conn: {n} bytes");
+    assert!(n <= 136, "Conn grew to {n} bytes");
   }
 }

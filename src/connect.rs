@@ -2,7 +2,7 @@
 //! attempts over each resolved address in turn, and settling the promise with Bun's rules for
 //! `open` and `connectError`.
 
-use std::cell::RefCell;
+use crate::handlers::HandlerRef;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -24,7 +24,7 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
   reactor::ensure(env)?;
   let has_connect_error = cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
-  let conn = Conn::new(Rc::new(RefCell::new(cfg.handlers)), cfg.allow_half_open, is_unix);
+  let conn = Conn::new(HandlerRef::Own(cfg.handlers), cfg.allow_half_open, is_unix);
   crate::socket::new_js(env, &conn, cfg.data)?;
   let mut deferred = std::ptr::null_mut();
   let mut promise = std::ptr::null_mut();
@@ -214,7 +214,9 @@ fn connected(env: Env, conn: &Rc<Conn>) {
     match st.pending.take() {
       Some(p) => {
         let p = *p;
-        st.host = Some(p.host.clone().into_boxed_str());
+        if p.host.parse::<std::net::IpAddr>().is_err() {
+          st.extra_mut().host = Some(p.host.clone().into_boxed_str());
+        }
         (Some(p.deferred), p.tls.map(|t| (t, p.host)))
       }
       None => (None, None),
@@ -227,7 +229,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
       // With a handshake handler, open runs at TCP connect (then the promise resolves); the
       // ClientHello waits for it so setSession()/setServername() in open take effect.
       if let Ok(mut st) = conn.st.try_borrow_mut() {
-        st.pending_tls = Some(Box::new(crate::tls::PendingClient { opts, host, early: Vec::new(), session: None, servername: None }));
+        st.extra_mut().pending_tls = Some(Box::new(crate::tls::PendingClient { opts, host, early: Vec::new(), session: None, servername: None }));
       }
       conn::emit_open(env, conn);
       if let Err(e) = crate::tls::start_pending(conn) {
@@ -276,7 +278,7 @@ fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
   conn.sync_ref();
   let socket = js::deref(env, js_ref).ok();
   let first = err.to_js(env);
-  let reason = match (slot.map(|s| s.borrow().clone()), socket) {
+  let reason = match (slot.and_then(|s| s.current()), socket) {
     (Some(h), Some(s)) if h.has(Event::ConnectError) => match conn::invoke(env, &h, Event::ConnectError, s, &[first]) {
       Some(Called::Threw(x)) => x,
       _ => err.to_js(env),

@@ -1,5 +1,5 @@
 //! The handler set (`SocketHandler`): read and validated once per `connect`/`listen`/`reload`,
-//! kept as strong references, and shared by a listener with every socket it accepted.
+//! kept alive in a per-environment registry array, and shared by a listener with every socket it accepted.
 //!
 //! Sharing goes through a [`HandlerSlot`]: `listener.reload()` swaps the set inside the slot so
 //! current and future server sockets see it at their next event (Bun's behaviour), while
@@ -28,6 +28,8 @@ pub(crate) enum Event {
 }
 
 const COUNT: usize = 9;
+/// Sets per registry chunk (a chunk is one JS array of `CHUNK_SETS * COUNT` slots, 9 KiB).
+const CHUNK_SETS: u32 = 128;
 
 /// (event, key in `SocketHandler`, Bun's internal name used in its error messages), in the order
 /// Bun validates them.
@@ -51,41 +53,143 @@ pub(crate) enum BinaryType {
   Uint8Array,
 }
 
+/// A handler set. The functions themselves live in JS arrays per environment (the registry,
+/// [`REG`]): fixed-size chunks of `CHUNK_SETS` sets, set `base` owning `COUNT` consecutive slots.
+/// A set therefore costs one small allocation here and `COUNT` array slots in the JS heap,
+/// instead of one Node-API reference (a malloc'd record and a global handle) per function:
+/// sockets connected with handler objects of their own (`connect({ socket: { data() {} } })`
+/// makes new closures every call) stay small. Chunks are allocated at full size once (no growth
+/// copies of one ever larger array) and never freed; their slots are reused.
 pub(crate) struct Handlers {
-  env: Env,
-  fns: [sys::napi_ref; COUNT],
+  /// Index of this set's slots in the registry; `u32::MAX` for the empty set.
+  base: u32,
+  /// Bit `e` set when handler `e` was given.
+  mask: u16,
   pub binary_type: BinaryType,
 }
 
 /// The cell a listener shares with its sockets; see the module docs.
 pub(crate) type HandlerSlot = Rc<RefCell<Rc<Handlers>>>;
 
+/// What a connection calls: a set of its own (client sockets, and any socket after
+/// `socket.reload()`), or its listener's slot (server sockets, so `listener.reload()` reaches them).
+#[derive(Clone)]
+pub(crate) enum HandlerRef {
+  Own(Rc<Handlers>),
+  Shared(HandlerSlot),
+}
+
+impl HandlerRef {
+  /// The set in effect now.
+  pub(crate) fn current(&self) -> Option<Rc<Handlers>> {
+    match self {
+      HandlerRef::Own(h) => Some(h.clone()),
+      HandlerRef::Shared(slot) => slot.try_borrow().ok().map(|h| h.clone()),
+    }
+  }
+}
+
+/// The per-environment (per-thread) registry array and its bookkeeping.
+struct Registry {
+  env: Env,
+  /// Strong references to the chunk arrays.
+  chunks: Vec<sys::napi_ref>,
+  /// Bases free for reuse (their slots already cleared).
+  free: Vec<u32>,
+  /// Bases of dropped sets whose slots still hold functions: cleared by [`sweep`], which runs
+  /// where a handle scope is open (a set can be dropped from anywhere, e.g. a GC finalizer, and
+  /// clearing creates handles).
+  dropped: Vec<(u32, u16)>,
+  next: u32,
+}
+
 thread_local! {
+  static REG: RefCell<Option<Registry>> = const { RefCell::new(None) };
   /// The most recently created set, reused when the next call passes the same functions.
   static LAST: RefCell<Option<Rc<Handlers>>> = const { RefCell::new(None) };
 }
 
-/// Env teardown: forget the cached set (the environment frees its references).
+/// Env teardown: forget the registry and the cached set (the environment frees the array).
 pub(crate) fn teardown() {
+  REG.with(|r| {
+    if let Ok(mut g) = r.try_borrow_mut() {
+      *g = None;
+    }
+  });
   LAST.with(|l| {
     if let Ok(mut g) = l.try_borrow_mut() {
-      if let Some(h) = g.take() {
-        // The references die with the environment; do not touch them from Drop.
-        if let Ok(mut h) = Rc::try_unwrap(h) {
-          h.fns = [std::ptr::null_mut(); COUNT];
-        }
-      }
+      *g = None;
     }
   });
 }
 
+/// Releases the functions of dropped sets. Call with a handle scope open.
+pub(crate) fn sweep(env: Env) {
+  REG.with(|r| {
+    let Ok(mut g) = r.try_borrow_mut() else { return };
+    let Some(reg) = g.as_mut() else { return };
+    if reg.dropped.is_empty() || reg.env != env {
+      return;
+    }
+    let undef = js::undefined(env);
+    while let Some(&(base, mask)) = reg.dropped.last() {
+      let Some((arr, first)) = reg.locate(env, base) else { return };
+      for e in 0..COUNT {
+        let i = first + e as u32;
+        // Fails while an exception is pending (a method that threw): left for the next sweep.
+        if mask & (1 << e) != 0 && unsafe { sys::napi_set_element(env, arr, i, undef) } != sys::Status::napi_ok {
+          return;
+        }
+      }
+      reg.dropped.pop();
+      reg.free.push(base);
+    }
+  });
+}
+
+impl Registry {
+  /// The chunk array holding set `base` and the index of its first slot there.
+  fn locate(&self, env: Env, base: u32) -> Option<(Value, u32)> {
+    let chunk = *self.chunks.get((base / CHUNK_SETS) as usize)?;
+    Some((js::deref(env, chunk).ok()?, (base % CHUNK_SETS) * COUNT as u32))
+  }
+}
+
+/// A free base for a new set, and where its slots are.
+fn allocate(env: Env) -> Option<(u32, Value, u32)> {
+  sweep(env);
+  REG.with(|r| {
+    let mut g = r.try_borrow_mut().ok()?;
+    let reg = g.get_or_insert_with(|| Registry { env, chunks: Vec::new(), free: Vec::new(), dropped: Vec::new(), next: 0 });
+    if reg.env != env {
+      return None;
+    }
+    let base = match reg.free.pop() {
+      Some(b) => b,
+      None => {
+        if reg.next / CHUNK_SETS == reg.chunks.len() as u32 {
+          // Full size at once, filled with `undefined`: exact capacity, packed fast elements.
+          let src = js::string(env, &format!("new Array({}).fill(undefined)", CHUNK_SETS as usize * COUNT));
+          let mut chunk = std::ptr::null_mut();
+          js::check(unsafe { sys::napi_run_script(env, src, &mut chunk) }).ok()?;
+          reg.chunks.push(js::reference(env, chunk).ok()?);
+        }
+        reg.next = reg.next.checked_add(1)?;
+        reg.next - 1
+      }
+    };
+    let (arr, first) = reg.locate(env, base)?;
+    Some((base, arr, first))
+  })
+}
+
 impl Handlers {
-  /// Validates `socket` (the user's handler object) exactly as Bun does and takes references.
+  /// Validates `socket` (the user's handler object) exactly as Bun does and keeps the functions.
   /// `Err(None)` means a JS exception (from a getter) is already pending.
   ///
   /// Connections made with the same functions (the usual shared handler object) share one set:
   /// the values read now are compared with the previous set by identity, so semantics stay
-  /// "read once per call" while thousands of sockets cost one set of references.
+  /// "read once per call" while thousands of sockets cost one set.
   pub(crate) fn from_js(env: Env, obj: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
     use sys::ValueType as T;
     if !matches!(js::type_of(env, obj), T::napi_object | T::napi_function) {
@@ -106,54 +210,74 @@ impl Handlers {
       return Err(Some(ArgError::type_error("Expected at least \"data\" or \"drain\" callback")));
     }
     let binary_type = parse_binary_type(env, js::get(env, obj, "binaryType").map_err(|_| None)?)?;
-    if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(binary_type, &found)).cloned()) {
+    if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(env, binary_type, &found)).cloned()) {
       return Ok(same);
     }
-    let mut fns = [std::ptr::null_mut(); COUNT];
-    for (slot, f) in fns.iter_mut().zip(found) {
+    let (base, arr, first) = allocate(env).ok_or(None)?;
+    let mut mask = 0u16;
+    // From here on `h` owns the base: an early return hands it back through Drop.
+    let mut h = Handlers { base, mask, binary_type };
+    for (e, f) in found.iter().enumerate() {
       if !f.is_null() {
-        *slot = js::reference(env, f).map_err(|_| None)?;
+        js::check(unsafe { sys::napi_set_element(env, arr, first + e as u32, *f) }).map_err(|_| None)?;
+        mask |= 1 << e;
+        h.mask = mask;
       }
     }
-    let h = Rc::new(Handlers { env, fns, binary_type });
+    let h = Rc::new(h);
     LAST.with(|l| *l.borrow_mut() = Some(h.clone()));
     Ok(h)
   }
 
   /// Whether this set holds exactly `found` (by identity) with `binary_type`.
-  fn same(&self, binary_type: BinaryType, found: &[Value; COUNT]) -> bool {
+  fn same(&self, env: Env, binary_type: BinaryType, found: &[Value; COUNT]) -> bool {
     self.binary_type == binary_type
-      && self.fns.iter().zip(found).all(|(r, f)| match (r.is_null(), f.is_null()) {
-        (true, true) => true,
-        (false, false) => js::deref(self.env, *r).is_ok_and(|v| js::strict_equals(self.env, v, *f)),
+      && found.iter().enumerate().all(|(e, f)| match (self.mask & (1 << e) != 0, f.is_null()) {
+        (false, true) => true,
+        (true, false) => self.slot(env, e).is_some_and(|v| js::strict_equals(env, v, *f)),
         _ => false,
       })
   }
 
+  fn slot(&self, env: Env, e: usize) -> Option<Value> {
+    let (arr, first) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    let mut v = std::ptr::null_mut();
+    js::check(unsafe { sys::napi_get_element(env, arr, first + e as u32, &mut v) }).ok()?;
+    (!v.is_null()).then_some(v)
+  }
+
   /// A set with no handlers (placeholder for closed stand-ins).
   pub(crate) fn empty() -> Rc<Handlers> {
-    Rc::new(Handlers { env: std::ptr::null_mut(), fns: [std::ptr::null_mut(); COUNT], binary_type: BinaryType::Buffer })
+    Rc::new(Handlers { base: u32::MAX, mask: 0, binary_type: BinaryType::Buffer })
   }
 
   pub(crate) fn has(&self, e: Event) -> bool {
-    !self.fns[e as usize].is_null()
+    self.mask & (1 << e as usize) != 0
   }
 
   /// The handler function for `e`, if the user gave one.
-  pub(crate) fn get(&self, e: Event) -> Option<Value> {
-    let r = self.fns[e as usize];
-    if r.is_null() {
+  pub(crate) fn get(&self, env: Env, e: Event) -> Option<Value> {
+    if !self.has(e) {
       return None;
     }
-    js::deref(self.env, r).ok()
+    self.slot(env, e as usize)
   }
 }
 
 impl Drop for Handlers {
   fn drop(&mut self) {
-    for r in self.fns {
-      js::delete_reference(self.env, r);
+    if self.base == u32::MAX {
+      return;
     }
+    // No Node-API calls here (no handle scope may be open): queue the slots for `sweep`.
+    // `try_with`: at thread exit the registry may already be gone (then so is the environment).
+    let _ = REG.try_with(|r| {
+      if let Ok(mut g) = r.try_borrow_mut() {
+        if let Some(reg) = g.as_mut() {
+          reg.dropped.push((self.base, self.mask));
+        }
+      }
+    });
   }
 }
 

@@ -306,6 +306,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   }
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
+  crate::handlers::sweep(env);
   let mut handled = 0usize;
   let started = Instant::now();
   for _ in 0..SPIN_ROUNDS {
@@ -335,6 +336,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
+  crate::handlers::sweep(env);
   let (kicks, closes) = with(|r| {
     r.timer_due = None;
     (std::mem::take(&mut r.kicks), std::mem::take(&mut r.closes))

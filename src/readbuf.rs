@@ -131,7 +131,7 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, mut source: impl FnMut(&mut [u
 
 /// Calls `data(socket, chunk)` with `this = socket`.
 pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Option<Called> {
-  let f = h.get(Event::Data)?;
+  let f = h.get(env, Event::Data)?;
   match chunk {
     Chunk::Value(v) => crate::conn::invoke(env, h, Event::Data, socket, &[v]),
     Chunk::View { ab, off, len } => {

@@ -12,7 +12,7 @@ use crate::bytes::with_bytes;
 use crate::class::{self, Class, Ctx, Method};
 use crate::conn::{self, Conn, How, Phase};
 use crate::error::{pending, ArgError};
-use crate::handlers::{self, HandlerSlot};
+use crate::handlers::{self, HandlerRef};
 use crate::js::{self, Value};
 use crate::options::js_number;
 use crate::reactor;
@@ -270,9 +270,8 @@ fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
     };
   }
   let h = handlers::from_reload_arg(c.env, arg, "Expected \"socket\" option")?;
-  let slot: HandlerSlot = Rc::new(RefCell::new(h));
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
-    st.handlers = Some(slot);
+    st.handlers = Some(HandlerRef::Own(h));
   }
   c.undefined()
 }

@@ -4,8 +4,6 @@
 use napi::sys::{self, napi_value as Value};
 use rustls::Connection;
 
-use std::cell::RefCell;
-use std::rc::Rc;
 
 use crate::class::{Ctx, Method};
 use crate::conn::{self, How, Phase};
@@ -33,7 +31,7 @@ fn with_tls(s: &SocketHandle, c: &Ctx, plain: fn(&Ctx) -> R, f: impl FnOnce(&Tls
 fn pending_name(s: &SocketHandle) -> Option<String> {
   let conn = s.conn();
   let st = conn.st.try_borrow().ok()?;
-  let p = st.pending_tls.as_ref()?;
+  let p = st.extra()?.pending_tls.as_deref()?;
   Some(p.servername.clone().or_else(|| p.opts.server_name.clone()).unwrap_or_else(|| p.host.clone()))
 }
 
@@ -265,7 +263,7 @@ fn get_session(s: &SocketHandle, c: &Ctx) -> R {
 /// handler (before the ClientHello); ignored otherwise, as in Bun.
 fn set_session(s: &SocketHandle, c: &Ctx) -> R {
   let conn = s.conn();
-  let is_tls = conn.st.try_borrow().is_ok_and(|st| st.tls.is_some() || st.pending_tls.is_some());
+  let is_tls = conn.st.try_borrow().is_ok_and(|st| st.tls.is_some() || st.has_pending_tls());
   if !is_tls {
     return c.undefined();
   }
@@ -274,7 +272,7 @@ fn set_session(s: &SocketHandle, c: &Ctx) -> R {
     return Err(ArgError::plain("Expected session to be a string, Buffer or TypedArray").throw(c.env));
   };
   if let Ok(mut st) = conn.st.try_borrow_mut() {
-    if let Some(p) = st.pending_tls.as_mut() {
+    if let Some(p) = st.pending_tls() {
       p.session = Some(bytes);
     }
   }
@@ -286,7 +284,7 @@ fn set_session(s: &SocketHandle, c: &Ctx) -> R {
 fn set_servername(s: &SocketHandle, c: &Ctx) -> R {
   let conn = s.conn();
   let (pending, tls, server) = match conn.st.try_borrow() {
-    Ok(st) => (st.pending_tls.is_some(), st.tls.is_some(), st.tls.as_ref().is_some_and(|t| t.server)),
+    Ok(st) => (st.has_pending_tls(), st.tls.is_some(), st.tls.as_ref().is_some_and(|t| t.server)),
     Err(_) => return c.undefined(),
   };
   if !pending && !tls {
@@ -303,7 +301,7 @@ fn set_servername(s: &SocketHandle, c: &Ctx) -> R {
   }
   let name = js::get_string(c.env, c.arg(0)).unwrap_or_default();
   if let Ok(mut st) = conn.st.try_borrow_mut() {
-    if let Some(p) = st.pending_tls.as_mut() {
+    if let Some(p) = st.pending_tls() {
       p.servername = Some(name);
       return c.undefined();
     }
@@ -389,7 +387,7 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   };
   let conn = s.conn();
   let (is_server, host) = match conn.st.try_borrow() {
-    Ok(st) if st.phase == Phase::Open && st.tls.is_none() => (st.listener.is_some(), st.host.clone()),
+    Ok(st) if st.phase == Phase::Open && st.tls.is_none() => (st.listener.is_some(), st.extra().and_then(|x| x.host.clone())),
     _ => return Err(ArgError::plain("Cannot upgrade a socket that is closed or already TLS").throw(env)),
   };
   let new_data = js::get(env, o, "data").map_err(|_| pending())?;
@@ -398,7 +396,7 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   let old_ref = conn.st.try_borrow().map(|st| st.js).unwrap_or(std::ptr::null_mut());
   let tls = crate::socket::new_js(env, &conn, new_data)?;
   crate::class::release(env, old_ref);
-  let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(Rc::new(RefCell::new(handlers))));
+  let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(crate::handlers::HandlerRef::Own(handlers)));
   s.detach();
   let started = if is_server {
     crate::tls::config::server(&opts).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))

@@ -15,8 +15,9 @@ pub(crate) fn set(conn: &Conn, at: Option<Instant>) {
     if st.phase != Phase::Open {
       return;
     }
-    st.timeout_at = at;
-    match (at, st.timer_queued) {
+    let x = st.extra_mut();
+    x.timeout_at = at;
+    match (at, x.timer_queued) {
       (Some(at), None) => Some(at),
       (Some(at), Some(q)) if at < q => Some(at),
       _ => None,
@@ -24,7 +25,7 @@ pub(crate) fn set(conn: &Conn, at: Option<Instant>) {
   };
   if let Some(at) = queue {
     if let Ok(mut st) = conn.st.try_borrow_mut() {
-      st.timer_queued = Some(at);
+      st.extra_mut().timer_queued = Some(at);
     }
     reactor::with(|r| r.schedule(at, conn.token.get()));
   }
@@ -35,13 +36,14 @@ pub(crate) fn set(conn: &Conn, at: Option<Instant>) {
 pub(crate) fn on_timeout(env: Env, conn: &Conn, at: Instant) {
   let fire = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
-    if st.phase != Phase::Open || st.timer_queued != Some(at) {
+    if st.phase != Phase::Open || st.extra().and_then(|x| x.timer_queued) != Some(at) {
       return;
     }
-    st.timer_queued = None;
-    match st.timeout_at {
+    let x = st.extra_mut();
+    x.timer_queued = None;
+    match x.timeout_at {
       Some(deadline) if deadline <= at => {
-        st.timeout_at = None;
+        x.timeout_at = None;
         true
       }
       Some(later) => {

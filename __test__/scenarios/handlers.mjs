@@ -1,4 +1,6 @@
 // Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import { connect, deferred, delay, listen, server, until } from '../helpers.mjs'
 
 export async function normalSessionOrder(t) {
@@ -249,4 +251,40 @@ export async function microtasksRunAfterEachHandler(t) {
   for (const s of opened) s.write('x')
   await until(() => log.length === 16)
   t.deepEqual(log, Array.from({ length: 8 }, () => ['data', 'micro']).flat())
+}
+
+/** A full GC, without `--expose-gc` on the command line (works in workers too). */
+function collectGarbage() {
+  v8.setFlagsFromString('--expose-gc')
+  vm.runInNewContext('gc')()
+}
+
+export async function handlerSetsAreReleasedWithTheirSockets(t) {
+  // Each connect below passes new closures (the usual `socket: { data() {} }` literal), so each
+  // socket has its own handler set. Once the sockets are closed, nothing may keep those functions
+  // (or what they capture) alive; a new set reusing a released set's place calls only its own.
+  const l = server(t, { data(s, d) { s.write(d) } })
+  let finalized = 0
+  const registry = new FinalizationRegistry(() => finalized++)
+  const N = 40
+  const socks = []
+  for (let i = 0; i < N; i++) {
+    const captured = { i }
+    registry.register(captured, i)
+    socks.push(await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() { captured.seen = true }, close() { captured.closed = true }, error() {} } }))
+  }
+  for (const s of socks) s.end()
+  socks.length = 0
+  // Sets released in place: the next ones reuse their slots and must see only their own handlers.
+  const log = []
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data: (s, d) => log.push(String(d)) } })
+  t.teardown(() => c.end())
+  c.write('mine')
+  await until(() => log.join('') === 'mine')
+  for (let round = 0; round < 50 && finalized < N; round++) {
+    collectGarbage()
+    await delay(10)
+  }
+  t.is(finalized, N)
+  t.deepEqual(log, ['mine'])
 }

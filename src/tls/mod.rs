@@ -77,7 +77,7 @@ pub(crate) struct TlsState {
 /// What `upgradeTLS()` leaves the original handlers (spec §6.5): `data` with the ciphertext as
 /// read, and `close`, both with the `raw` socket (held strongly until the close).
 pub(crate) struct Tap {
-  pub handlers: crate::handlers::HandlerSlot,
+  pub handlers: crate::handlers::HandlerRef,
   pub raw: napi::sys::napi_ref,
 }
 
@@ -127,7 +127,7 @@ pub(crate) struct PendingClient {
 
 /// Starts a client TLS session put off by `PendingClient`.
 pub(crate) fn start_pending(c: &Conn) -> Result<(), String> {
-  let Some(p) = c.st.try_borrow_mut().ok().and_then(|mut st| st.pending_tls.take()) else { return Ok(()) };
+  let Some(p) = c.st.try_borrow_mut().ok().and_then(|mut st| st.extra.as_mut().and_then(|x| x.pending_tls.take())) else { return Ok(()) };
   let mut opts = p.opts;
   if p.servername.is_some() {
     opts.server_name = p.servername;
@@ -147,7 +147,7 @@ pub(crate) fn start_pending(c: &Conn) -> Result<(), String> {
 /// `write()` while a client TLS start is pending: kept (up to the session's buffer limit) and
 /// sent after the ClientHello.
 pub(crate) fn send_pending(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
-  let Some(p) = st.pending_tls.as_mut() else { return -1 };
+  let Some(p) = st.pending_tls() else { return -1 };
   let n = bytes.len().min(BUFFER_LIMIT.saturating_sub(p.early.len()));
   p.early.extend_from_slice(&bytes[..n]);
   st.bytes_written += n as u64;
@@ -234,7 +234,7 @@ pub(super) fn flush_state(st: &mut conn::ConnState) -> bool {
       Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
       Err(e) => {
         if let Some(errno @ (libc::ECONNRESET | libc::EPIPE)) = e.raw_os_error() {
-          st.reset = Some(errno);
+          st.extra_mut().reset = Some(errno);
         }
         return false;
       }
@@ -354,7 +354,7 @@ pub(crate) fn on_close(st: &mut conn::ConnState) {
       }
     }
     if !rest.is_empty() {
-      st.unsent = Some(rest);
+      st.extra_mut().unsent = Some(rest);
     }
   }
 }

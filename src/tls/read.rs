@@ -265,7 +265,7 @@ fn on_eof(env: Env, c: &Conn) {
 fn deliver_tap(env: Env, c: &Conn, bytes: &[u8]) {
   let _hs = HandleScope::open(env);
   let Some((slot, raw)) = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref()?.tap.as_ref().map(|t| (t.handlers.clone(), t.raw))) else { return };
-  let h = slot.borrow().clone();
+  let Some(h) = slot.current() else { return };
   let Ok(socket) = js::deref(env, raw) else { return };
   let v = crate::handlers::data_value(env, h.binary_type, bytes);
   conn::call_routed(env, &h, Event::Data, socket, &[v]);
