@@ -88,6 +88,18 @@ export async function gc() {
 
 export const rss = () => process.memoryUsage().rss
 
+/**
+ * Resident memory split as Linux reports it (/proc/self/status, bytes): `anon` (heap, stacks,
+ * malloc and the JS heap: what connections cost) and `file` (pages of the runtime's binary and
+ * libraries, paged in the first time a code path runs); plus the JS heap's own figures.
+ */
+export function rssParts() {
+  const status = readFileSync('/proc/self/status', 'utf8')
+  const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
+  const m = process.memoryUsage()
+  return { total: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), heapTotal: m.heapTotal, heapUsed: m.heapUsed }
+}
+
 /** Prints the result line and exits (no graceful teardown: the process is thrown away). */
 export function emit(result) {
   process.stdout.write(JSON.stringify({ impl, ...result }) + '\n', () => process.exit(0))
