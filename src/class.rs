@@ -2,17 +2,25 @@
 //!
 //! Why not `#[napi]` classes: every instance there costs an extra global reference, a registry
 //! entry and a finalizer trampoline, and every method call a class-identity lookup and a borrow
-//! guard. A socket object here is one JS object, one `napi_wrap` (whose reference doubles as the
-//! reactor's: strong while the socket is open, weak after), and a type tag; a method call is one
-//! `napi_get_cb_info`, one tag check and one unwrap. This matters for connection churn, memory per
-//! connection and the cost of `write()`.
+//! guard. A socket object here is one JS object and one `napi_wrap` (whose reference doubles as
+//! the reactor's: strong while the socket is open, weak after); a method call is one
+//! `napi_get_cb_info`, one unwrap and a lookup in [`LIVE`]. This matters for connection churn,
+//! memory per connection and the cost of `write()`.
+//!
+//! Identity: `napi_unwrap` hands back whatever pointer the object was wrapped with, and every
+//! addon shares the same wrap slot, so a pointer is only used once it is found in `LIVE`, the set
+//! of values this module wrapped (by address and class) and whose finalizer has not run. That is
+//! what a Node-API type tag would prove, without the tag's per-object BigInt and private property
+//! (~40 bytes of JS heap per socket) and its private-symbol lookup on every call.
 //!
 //! Methods and getters are plain Rust functions `fn(&T, &Ctx) -> Result<Value>` passed to a single
 //! generic callback through the property's `data` pointer. Panics are caught and turned into a JS
 //! `Error` (none is expected: the code has no unwrap; this is the last line of defence).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::ffi::c_void;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -62,7 +70,8 @@ pub(crate) type Method<T> = fn(&T, &Ctx) -> napi::Result<Value>;
 /// A Rust type exposed as a JS class.
 pub(crate) trait Class: Sized + 'static {
   const NAME: &'static str;
-  const TAG: sys::napi_type_tag;
+  /// Distinguishes the classes in [`LIVE`] (1..=7: added to an 8-aligned address).
+  const KIND: usize;
   const METHODS: &'static [(&'static str, Method<Self>)];
   const GETTERS: &'static [(&'static str, Method<Self>)];
   /// More methods, defined in another module (the TLS members of `Socket`).
@@ -74,9 +83,35 @@ pub(crate) trait Class: Sized + 'static {
   fn wrap_cell(&self) -> &Cell<sys::napi_ref>;
 }
 
+/// Hashes the addresses in [`LIVE`] (multiplicative: the keys are distinct aligned pointers).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+  fn finish(&self) -> u64 {
+    self.0
+  }
+  fn write(&mut self, bytes: &[u8]) {
+    for b in bytes {
+      self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+  }
+  fn write_usize(&mut self, n: usize) {
+    self.0 = (n as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+  }
+}
+
 thread_local! {
   /// Set while bunnet itself constructs an instance: `new Socket()` from JS is refused.
   static CONSTRUCTING: Cell<bool> = const { Cell::new(false) };
+  /// Every native value wrapped by [`instantiate`] and not yet finalized, as address + `KIND`.
+  static LIVE: RefCell<HashSet<usize, BuildHasherDefault<AddrHasher>>> = RefCell::new(HashSet::default());
+}
+
+/// `KIND` goes in the low bits, below the alignment of the boxed value: keys never collide.
+fn live_key<T: Class>(p: *const T) -> usize {
+  const { assert!(std::mem::align_of::<T>() >= 8) };
+  p as usize + (T::KIND & 7)
 }
 
 unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -96,17 +131,17 @@ fn throw_error(env: Env, e: &napi::Error) {
   }
 }
 
-/// The native value behind `this`, if `this` really is an instance of `T`.
+/// The native value behind `this`, if `this` really is an instance of `T` (see the module docs).
 unsafe fn unwrap<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
-  let mut ok = false;
-  if sys::napi_check_object_type_tag(env, this, &T::TAG, &mut ok) != sys::Status::napi_ok || !ok {
-    return None;
-  }
   let mut p = ptr::null_mut();
   if sys::napi_unwrap(env, this, &mut p) != sys::Status::napi_ok || p.is_null() {
     return None;
   }
-  Some(&*p.cast::<T>())
+  let p = p.cast::<T>();
+  if !LIVE.with(|l| l.try_borrow().is_ok_and(|l| l.contains(&live_key(p)))) {
+    return None;
+  }
+  Some(&*p)
 }
 
 unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -143,7 +178,10 @@ unsafe extern "C" fn finalize<T: Class>(env: sys::napi_env, data: *mut c_void, _
   if data.is_null() {
     return;
   }
-  let obj = Box::from_raw(data.cast::<T>());
+  let p = data.cast::<T>();
+  // `try_with`: at thread exit the set may be gone already.
+  let _ = LIVE.try_with(|l| l.try_borrow_mut().map(|mut l| l.remove(&live_key(p))));
+  let obj = Box::from_raw(p);
   js::delete_reference(env, obj.wrap_cell().get());
 }
 
@@ -204,7 +242,6 @@ pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, 
   let st = unsafe { sys::napi_new_instance(env, ctor, 0, ptr::null(), &mut obj) };
   CONSTRUCTING.with(|c| c.set(false));
   js::check(st).map_err(|_| crate::error::pending())?;
-  js::check(unsafe { sys::napi_type_tag_object(env, obj, &T::TAG) }).map_err(|_| crate::error::pending())?;
   let boxed = Box::into_raw(Box::new(value));
   let mut wrap = ptr::null_mut();
   let st = unsafe { sys::napi_wrap(env, obj, boxed.cast(), Some(finalize::<T>), ptr::null_mut(), &mut wrap) };
@@ -213,6 +250,9 @@ pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, 
     drop(unsafe { Box::from_raw(boxed) });
     return Err(crate::error::pending());
   }
+  // Cannot be borrowed here (no borrow spans a call out); if it were, the object would only be
+  // refused by its methods ("Illegal invocation"), never misread.
+  let _ = LIVE.with(|l| l.try_borrow_mut().map(|mut l| l.insert(live_key(boxed))));
   // SAFETY: `boxed` is alive until the finalizer runs, which cannot happen while we hold `obj`.
   unsafe {
     (*boxed).wrap_cell().set(wrap);

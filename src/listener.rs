@@ -131,7 +131,7 @@ thread_local! {
 
 impl Class for ListenerHandle {
   const NAME: &'static str = "SocketListener";
-  const TAG: sys::napi_type_tag = sys::napi_type_tag { lower: 0x6275_6e6e_6574_0002, upper: 0x6c69_7374_656e_0002 };
+  const KIND: usize = 2;
   const METHODS: &'static [(&'static str, Method<Self>)] = &[
     ("stop", stop),
     ("ref", ref_),

@@ -45,7 +45,7 @@ thread_local! {
 
 impl Class for SocketHandle {
   const NAME: &'static str = "Socket";
-  const TAG: sys::napi_type_tag = sys::napi_type_tag { lower: 0x6275_6e6e_6574_0001, upper: 0x736f_636b_6574_0001 };
+  const KIND: usize = 1;
   const METHODS: &'static [(&'static str, Method<Self>)] = &[
     ("write", write),
     ("end", end),

@@ -120,5 +120,9 @@ export async function classesCannotBeMisused(t) {
   t.throws(() => Socket.prototype.write.call({}, 'x'), { instanceOf: TypeError })
   t.throws(() => Socket.prototype.write.call(l, 'x'), { instanceOf: TypeError })
   t.throws(() => SocketListener.prototype.stop.call(s), { instanceOf: TypeError })
+  t.throws(() => Socket.prototype.write.call(Object.create(s), 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
+  const readyState = Object.getOwnPropertyDescriptor(Socket.prototype, 'readyState').get
+  t.throws(() => readyState.call(l), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.is(readyState.call(s), 1)
   t.is(s.readyState, 1)
 }
