@@ -116,7 +116,7 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
   }
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     st.is_v6 = remote.is_some_and(|a| a.is_ipv6());
-    st.remote = remote;
+    st.remote = remote.map(crate::conn::Remote::new);
     st.io = Some(io);
     st.phase = Phase::Connecting;
   }
@@ -208,7 +208,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
     crate::debug::debug!(
       "connect: connected fd {} to {}",
       st.io.as_ref().map_or(-1, Io::fd),
-      st.remote.map_or_else(|| "unix socket".to_string(), |a| a.to_string())
+      st.remote.as_ref().map_or_else(|| "unix socket".to_string(), |a| a.get().to_string())
     );
     st.phase = Phase::Open;
     match st.pending.take() {

@@ -352,7 +352,7 @@ fn live_addr(s: &SocketHandle, local: bool) -> Option<std::net::SocketAddr> {
   if local {
     sockopt::local_addr(st.io.as_ref()?.fd())
   } else {
-    st.remote
+    st.remote.as_ref().map(crate::conn::Remote::get)
   }
 }
 

@@ -401,7 +401,7 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   let started = if is_server {
     crate::tls::config::server(&opts).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
   } else {
-    let remote = conn.st.try_borrow().ok().and_then(|st| st.remote.map(|a| a.ip().to_string()));
+    let remote = conn.st.try_borrow().ok().and_then(|st| st.remote.as_ref().map(|a| a.get().ip().to_string()));
     let host = host.map(String::from).or(remote).unwrap_or_default();
     crate::tls::start_client(&conn, &opts, &host, None)
   };
