@@ -197,7 +197,7 @@ impl SysError {
     if let Some(h) = &self.hostname {
       let _ = js::set(env, e, "hostname", js::string(env, h));
     }
-    let put = |key: &str, v: Value| {
+    let put = |key: &'static str, v: Value| {
       if self.hide_location {
         let _ = js::define_hidden(env, e, key, v);
       } else {

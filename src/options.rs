@@ -62,7 +62,7 @@ impl Invalid {
   }
 }
 
-fn get(env: Env, obj: Value, key: &str) -> Result<Value, Invalid> {
+fn get(env: Env, obj: Value, key: &'static str) -> Result<Value, Invalid> {
   js::get(env, obj, key).map_err(|_| Invalid::Pending)
 }
 
@@ -153,7 +153,7 @@ pub(crate) fn js_number(n: f64) -> String {
   }
 }
 
-fn parse_bool(env: Env, options: Value, key: &str) -> Result<bool, Invalid> {
+fn parse_bool(env: Env, options: Value, key: &'static str) -> Result<bool, Invalid> {
   let v = get(env, options, key)?;
   if absent(env, v) {
     return Ok(false);
@@ -229,7 +229,7 @@ fn source_bytes(env: Env, v: Value) -> Vec<u8> {
 }
 
 /// A PEM option: one source or an array of them.
-fn pem_sources(env: Env, tls: Value, key: &str) -> Result<Option<Vec<Vec<u8>>>, Invalid> {
+fn pem_sources(env: Env, tls: Value, key: &'static str) -> Result<Option<Vec<Vec<u8>>>, Invalid> {
   let v = get(env, tls, key)?;
   if absent(env, v) {
     return Ok(None);

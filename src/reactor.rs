@@ -397,6 +397,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   }
   crate::readbuf::teardown();
   crate::handlers::teardown();
+  crate::js::teardown_keys();
   for e in r.entries.drain() {
     match e {
       Entry::Conn(c) => c.teardown(),

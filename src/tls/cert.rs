@@ -82,7 +82,7 @@ pub(crate) fn is_self_issued(der: &[u8]) -> bool {
 pub(crate) fn to_js(env: Env, der: &[u8]) -> Value {
   let Ok((_, c)) = parse_x509_certificate(der) else { return js::undefined(env) };
   let o = js::object(env);
-  let set = |k: &str, v: Value| {
+  let set = |k: &'static str, v: Value| {
     let _ = js::set(env, o, k, v);
   };
   set("subject", name(env, c.subject()));
