@@ -20,7 +20,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::ffi::c_void;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -83,29 +83,11 @@ pub(crate) trait Class: Sized + 'static {
   fn wrap_cell(&self) -> &Cell<sys::napi_ref>;
 }
 
-/// Hashes the addresses in [`LIVE`] (multiplicative: the keys are distinct aligned pointers).
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-  fn finish(&self) -> u64 {
-    self.0
-  }
-  fn write(&mut self, bytes: &[u8]) {
-    for b in bytes {
-      self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-  }
-  fn write_usize(&mut self, n: usize) {
-    self.0 = (n as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-  }
-}
-
 thread_local! {
   /// Set while bunnet itself constructs an instance: `new Socket()` from JS is refused.
   static CONSTRUCTING: Cell<bool> = const { Cell::new(false) };
   /// Every native value wrapped by [`instantiate`] and not yet finalized, as address + `KIND`.
-  static LIVE: RefCell<HashSet<usize, BuildHasherDefault<AddrHasher>>> = RefCell::new(HashSet::default());
+  static LIVE: RefCell<HashSet<usize, BuildHasherDefault<js::AddrHasher>>> = RefCell::new(HashSet::default());
 }
 
 /// `KIND` goes in the low bits, below the alignment of the boxed value: keys never collide.

@@ -108,6 +108,31 @@ pub(crate) fn is_undefined(env: Env, v: Value) -> bool {
   v.is_null() || type_of(env, v) == sys::ValueType::napi_undefined
 }
 
+/// A hasher for addresses and small integers (multiplicative, Fx-style): the std SipHash costs
+/// more than the lookups it serves on the hot paths here.
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+  fn finish(&self) -> u64 {
+    // The product's high bits are the well-mixed ones; hashbrown indexes with the low bits.
+    self.0.rotate_left(26)
+  }
+  fn write(&mut self, bytes: &[u8]) {
+    for b in bytes {
+      self.write_u64(u64::from(*b));
+    }
+  }
+  fn write_u64(&mut self, n: u64) {
+    self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+  }
+  fn write_usize(&mut self, n: usize) {
+    self.write_u64(n as u64);
+  }
+}
+
+type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
 /// Property-key strings, made once per environment (thread) and kept in one JS array.
 ///
 /// A key made with `napi_create_string_utf8` for every lookup costs a UTF-8 decode, an allocation
@@ -120,7 +145,7 @@ struct Keys {
   array: sys::napi_ref,
   /// Index in `array` by the key's address (`&'static str`: literals; a literal that appears twice
   /// may get two entries, which is harmless).
-  index: std::collections::HashMap<(usize, usize), u32>,
+  index: FastMap<(usize, usize), u32>,
 }
 
 thread_local! {
@@ -146,7 +171,7 @@ pub(crate) fn key(env: Env, key: &'static str) -> Value {
     if g.is_none() {
       let mut arr = ptr::null_mut();
       check(unsafe { sys::napi_create_array(env, &mut arr) }).ok()?;
-      *g = Some(Keys { env, array: reference(env, arr).ok()?, index: std::collections::HashMap::new() });
+      *g = Some(Keys { env, array: reference(env, arr).ok()?, index: FastMap::default() });
     }
     let c = g.as_mut()?;
     let arr = deref(env, c.array).ok()?;
