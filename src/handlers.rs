@@ -239,6 +239,16 @@ impl Handlers {
       })
   }
 
+  /// Where handler `e` lives: the registry chunk array and the index in it (for JS code that
+  /// reads the function itself: an element load in JS is far cheaper than `napi_get_element`).
+  pub(crate) fn place(&self, env: Env, e: Event) -> Option<(Value, u32)> {
+    if !self.has(e) {
+      return None;
+    }
+    let (arr, first) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    Some((arr, first + e as u32))
+  }
+
   fn slot(&self, env: Env, e: usize) -> Option<Value> {
     let (arr, first) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
     let mut v = std::ptr::null_mut();

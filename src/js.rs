@@ -72,6 +72,13 @@ pub(crate) fn arraybuffer_uninit(env: Env, len: usize) -> Option<(Value, *mut u8
   Some((ab, data.cast()))
 }
 
+/// A small non-negative integer (a V8 Smi: no heap number, no double conversion).
+pub(crate) fn uint(env: Env, n: u32) -> Value {
+  let mut v = ptr::null_mut();
+  unsafe { sys::napi_create_uint32(env, n, &mut v) };
+  v
+}
+
 pub(crate) fn number(env: Env, n: f64) -> Value {
   let mut v = ptr::null_mut();
   unsafe { sys::napi_create_double(env, n, &mut v) };

@@ -35,6 +35,8 @@ use crate::uv;
 /// (a local peer echoing) are picked up without another trip through libuv's epoll_wait, while
 /// the bounds keep timers and other handles from starving.
 const SPIN_ROUNDS: u32 = 64;
+/// Consecutive empty re-polls after which `on_poll` stops re-polling (see there).
+const SPIN_MISSES_TO_SKIP: u32 = 8;
 /// Events after which a wake-up stops re-polling and returns to libuv (timers, other handles).
 const SPIN_EVENT_BUDGET: usize = 256;
 /// Time after which a wake-up stops re-polling, whatever the event count (TLS handshakes cost
@@ -309,8 +311,18 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   crate::handlers::sweep(env);
   let mut handled = 0usize;
   let started = Instant::now();
-  for _ in 0..SPIN_ROUNDS {
-    let Some(mut events) = with(|r| r.events.take()).flatten() else { return };
+  // Re-polling pays when handlers make more work ready at once (peers in this process); when
+  // the last re-polls all came back empty (peers elsewhere) they are skipped, except on every
+  // 16th wake-up, which notices when that changes.
+  let (misses, wakes) = SPIN.with(Cell::get);
+  let wakes = wakes.wrapping_add(1);
+  let repoll = misses < SPIN_MISSES_TO_SKIP || wakes % 16 == 0;
+  let mut misses = misses;
+  for round in 0..SPIN_ROUNDS {
+    if round > 0 && !repoll {
+      break;
+    }
+    let Some(mut events) = with(|r| r.events.take()).flatten() else { break };
     let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
     let mut n = 0usize;
     if polled {
@@ -327,10 +339,19 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     }
     let _ = with(|r| r.events = Some(events));
     handled += n;
+    if round > 0 {
+      misses = if n == 0 { misses.saturating_add(1) } else { 0 };
+    }
     if n == 0 || handled >= SPIN_EVENT_BUDGET || started.elapsed() >= SPIN_TIME_BUDGET {
       break;
     }
   }
+  SPIN.with(|c| c.set((misses, wakes)));
+}
+
+thread_local! {
+  /// (consecutive re-polls that found nothing, wake-ups): see `on_poll`.
+  static SPIN: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
 }
 
 unsafe extern "C" fn on_timer(_h: *mut c_void) {

@@ -49,7 +49,8 @@ pub(crate) enum Read {
 }
 
 fn init(env: Env) -> Option<State> {
-  let src = "(function bunnetData(h, s, ab, o, n) { return h.call(s, s, Buffer.from(ab, o, n)) })";
+  // `c[i]` is the `data` handler in its registry chunk (see `Handlers::place`).
+  let src = "(function bunnetData(c, i, s, ab, o, n) { return c[i].call(s, s, Buffer.from(ab, o, n)) })";
   let mut f = std::ptr::null_mut();
   js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
   let trampoline = js::reference(env, f).ok()?;
@@ -131,13 +132,13 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, mut source: impl FnMut(&mut [u
 
 /// Calls `data(socket, chunk)` with `this = socket`.
 pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Option<Called> {
-  let f = h.get(env, Event::Data)?;
   match chunk {
     Chunk::Value(v) => crate::conn::invoke(env, h, Event::Data, socket, &[v]),
     Chunk::View { ab, off, len } => {
+      let (chunk_arr, index) = h.place(env, Event::Data)?;
       let tramp = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.trampoline)))?;
       let tramp = js::deref(env, tramp).ok()?;
-      let args = [f, socket, ab, js::number(env, off as f64), js::number(env, len as f64)];
+      let args = [chunk_arr, js::uint(env, index), socket, ab, js::uint(env, off as u32), js::uint(env, len as u32)];
       Some(js::call(env, socket, tramp, &args))
     }
   }
