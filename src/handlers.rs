@@ -1,5 +1,6 @@
 //! The handler set (`SocketHandler`): read and validated once per `connect`/`listen`/`reload`,
-//! kept alive in a per-environment registry array, and shared by a listener with every socket it accepted.
+//! kept alive in per-environment registry arrays, and shared by a listener with every socket it
+//! accepted.
 //!
 //! Sharing goes through a [`HandlerSlot`]: `listener.reload()` swaps the set inside the slot so
 //! current and future server sockets see it at their next event (Bun's behaviour), while
