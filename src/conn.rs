@@ -7,10 +7,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read as _};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Instant;
 
 use mio::event::Event as MioEvent;
 use mio::Token;
@@ -24,6 +23,7 @@ use crate::reactor;
 use crate::readbuf::{self, Read};
 
 pub(crate) use crate::close::{close, close_then_report, Closed};
+pub(crate) use crate::conn_parts::{Extra, Remote};
 
 pub(crate) enum Io {
   Tcp(mio::net::TcpStream),
@@ -115,67 +115,6 @@ pub(crate) struct ConnState {
   /// What few connections use, allocated on first use so an idle connection stays small
   /// (bench/NOTES.md, memory per idle connection).
   pub extra: Option<Box<Extra>>,
-}
-
-/// The peer's address in 16 bytes: IPv4 inline, IPv6 boxed (`Option<SocketAddr>` takes 32 on
-/// every connection).
-pub(crate) enum Remote {
-  V4(SocketAddrV4),
-  V6(Box<SocketAddrV6>),
-}
-
-impl Remote {
-  pub(crate) fn new(a: SocketAddr) -> Remote {
-    match a {
-      SocketAddr::V4(a) => Remote::V4(a),
-      SocketAddr::V6(a) => Remote::V6(Box::new(a)),
-    }
-  }
-
-  pub(crate) fn get(&self) -> SocketAddr {
-    match self {
-      Remote::V4(a) => SocketAddr::V4(*a),
-      Remote::V6(a) => SocketAddr::V6(**a),
-    }
-  }
-}
-
-/// The rarely used part of [`ConnState`].
-#[derive(Default)]
-pub(crate) struct Extra {
-  /// The one-shot deadline of `socket.timeout()`.
-  pub timeout_at: Option<Instant>,
-  /// The earliest reactor timer entry queued for this socket. `timeout()` called again with a
-  /// later deadline (the common "re-arm on every data" pattern) queues nothing new: the queued
-  /// entry re-queues itself when it comes due early, so the timer heap stays one entry per socket.
-  pub timer_queued: Option<Instant>,
-  /// The part of `end(data)` the kernel did not take yet, flushed before the FIN.
-  pub unsent: Option<Vec<u8>>,
-  /// Client sockets connected by host name (not an IP literal): the name, the SNI default for
-  /// `upgradeTLS` (an IP literal is the remote address, which is kept anyway).
-  pub host: Option<Box<str>>,
-  /// A client TLS start waiting for `open` to return (see `tls::PendingClient`).
-  pub pending_tls: Option<Box<crate::tls::PendingClient>>,
-  /// A reset seen by `send()` (errno), reported by the close instead of a clean end.
-  pub reset: Option<i32>,
-}
-
-impl ConnState {
-  pub(crate) fn extra(&self) -> Option<&Extra> {
-    self.extra.as_deref()
-  }
-
-  pub(crate) fn extra_mut(&mut self) -> &mut Extra {
-    self.extra.get_or_insert_with(Box::default)
-  }
-
-  pub(crate) fn pending_tls(&mut self) -> Option<&mut crate::tls::PendingClient> {
-    self.extra.as_mut().and_then(|x| x.pending_tls.as_deref_mut())
-  }
-
-  pub(crate) fn has_pending_tls(&self) -> bool {
-    self.extra().is_some_and(|x| x.pending_tls.is_some())
-  }
 }
 
 pub(crate) struct Conn {
@@ -500,14 +439,3 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
   }
 }
 
-#[cfg(test)]
-mod tests {
-  /// An idle connection's native state is one allocation of this size (plus the Rc counts):
-  /// keep it small (bench/NOTES.md, memory per idle connection).
-  #[test]
-  fn conn_stays_small() {
-    let n = std::mem::size_of::<super::Conn>();
-    println!("Conn: {n} bytes");
-    assert!(n <= 120, "Conn grew to {n} bytes");
-  }
-}

@@ -2,7 +2,6 @@
 //! attempts over each resolved address in turn, and settling the promise with Bun's rules for
 //! `open` and `connectError`.
 
-use crate::handlers::HandlerRef;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -14,7 +13,7 @@ use napi::sys;
 use crate::bridge::{self, Completion};
 use crate::conn::{self, Conn, How, Io, Pending, Phase};
 use crate::error::SysError;
-use crate::handlers::Event;
+use crate::handlers::{Event, HandlerRef};
 use crate::js::{self, Called, Env, Value};
 use crate::options::{self, Entry as OptEntry, Target, Tls};
 use crate::reactor::{self, Entry};
@@ -115,8 +114,7 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
     return post_failure(conn, e);
   }
   if let Ok(mut st) = conn.st.try_borrow_mut() {
-    st.is_v6 = remote.is_some_and(|a| a.is_ipv6());
-    st.remote = remote.map(crate::conn::Remote::new);
+    st.set_remote(remote);
     st.io = Some(io);
     st.phase = Phase::Connecting;
   }

@@ -246,12 +246,17 @@ impl Handlers {
     if !self.has(e) {
       return None;
     }
-    let (arr, first) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    let (arr, first) = self.locate(env)?;
     Some((arr, first + e as u32))
   }
 
+  /// This set's registry chunk and the index of its first slot there.
+  fn locate(&self, env: Env) -> Option<(Value, u32)> {
+    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
+  }
+
   fn slot(&self, env: Env, e: usize) -> Option<Value> {
-    let (arr, first) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    let (arr, first) = self.locate(env)?;
     let mut v = std::ptr::null_mut();
     js::check(unsafe { sys::napi_get_element(env, arr, first + e as u32, &mut v) }).ok()?;
     (!v.is_null()).then_some(v)

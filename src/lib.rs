@@ -9,7 +9,8 @@
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
 //! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown
-//! - `conn`: one connection's state machine and event rules; `close`: closing it
+//! - `conn`: one connection's state machine and event rules; `close`: closing it; `conn_parts`:
+//!   its rarely used fields and peer address, laid out small
 //! - `connect`: resolution, connect attempts, promise settling
 //! - `listener`: `listen()` and the `SocketListener` class
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
@@ -31,6 +32,7 @@ mod bytes;
 mod class;
 mod close;
 mod conn;
+mod conn_parts;
 mod connect;
 mod debug;
 mod error;

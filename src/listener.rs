@@ -271,8 +271,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
   };
   {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
-    st.is_v6 = remote.is_some_and(|a| a.is_ipv6());
-    st.remote = remote.map(crate::conn::Remote::new);
+    st.set_remote(remote);
     st.io = Some(io);
     st.phase = Phase::Open;
     st.listener = Some(core.clone());

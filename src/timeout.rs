@@ -12,7 +12,8 @@ use crate::reactor;
 pub(crate) fn set(conn: &Conn, at: Option<Instant>) {
   let queue = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
-    if st.phase != Phase::Open {
+    // Disarming a socket that never had a timeout has nothing to clear: no `Extra` for it.
+    if st.phase != Phase::Open || (at.is_none() && st.extra.is_none()) {
       return;
     }
     let x = st.extra_mut();
