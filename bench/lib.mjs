@@ -86,8 +86,6 @@ export async function gc() {
   }
 }
 
-export const rss = () => process.memoryUsage().rss
-
 /**
  * Resident memory split as Linux reports it (/proc/self/status, bytes): `anon` (heap, stacks,
  * malloc and the JS heap: what connections cost) and `file` (pages of the runtime's binary and
