@@ -8,9 +8,9 @@ import test from 'ava'
 const fixture = fileURLToPath(new URL('./fixtures/lifetime.mjs', import.meta.url))
 
 /** Runs a scenario; resolves { exited, code, out, err } after it exits or `aliveMs` passes. */
-function run(name, aliveMs = 1500) {
+function run(name, aliveMs = 1500, env = {}) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [fixture, name], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [fixture, name], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     let out = ''
     let err = ''
     child.stdout.on('data', (c) => (out += c))
@@ -78,6 +78,19 @@ test('a failed connect without connectError and without catch is an unhandled re
   t.true(r.exited)
   t.is(r.code, 1)
   t.regex(r.err, /ECONNREFUSED/)
+})
+
+test('a background end(data) flush keeps the process alive while the peer reads nothing', async (t) => {
+  const r = await run('endDataStalledPeer', 2000)
+  t.false(r.exited, `exited early: ${r.out} ${r.err}`)
+  t.is(r.out, 'client closed\nend took all true\n')
+})
+
+test('a background end(data) flush that makes no progress is reset after the stall limit', async (t) => {
+  const r = await run('endDataStalledPeer', 10000, { BUNNET_LINGER_STALL_MS: '500' })
+  t.true(r.exited, `still alive: ${r.out} ${r.err}`)
+  t.is(r.code, 0, r.err)
+  t.is(r.out, 'client closed\nend took all true\npeer closed ECONNRESET, got all false\n')
 })
 
 test('worker_threads with open sockets, listeners and pending connects terminate cleanly', async (t) => {

@@ -2,10 +2,17 @@
 //! here and flushed in the background before the FIN, so `end(data)` always delivers the whole
 //! chunk (the JS socket is already closed and its `close` handler has run, as in Bun). A
 //! lingering flush keeps the process alive until it is done, as Node's `end()` does.
+//!
+//! The application has no handle left to abort it, so a flush is bounded the way the kernel
+//! bounds an orphaned socket: when the peer takes no byte for [`stall_limit`] (60 s; a peer that
+//! stopped reading, or one that closed and keeps advertising a zero window), the connection is
+//! reset (RST), which the peer sees as `ECONNRESET`, instead of being held forever.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
@@ -16,15 +23,29 @@ pub(crate) struct Linger {
   io: RefCell<Option<Io>>,
   rest: RefCell<Vec<u8>>,
   token: Cell<Token>,
+  /// When the kernel last took bytes (or the flush started).
+  progress: Cell<Instant>,
+}
+
+/// How long a flush may go without the kernel taking a byte: 60 s, or `BUNNET_LINGER_STALL_MS`
+/// (read once; the tests use it to exercise the reset without waiting a minute).
+fn stall_limit() -> Duration {
+  static LIMIT: OnceLock<Duration> = OnceLock::new();
+  *LIMIT.get_or_init(|| {
+    let ms = std::env::var("BUNNET_LINGER_STALL_MS").ok().and_then(|v| v.parse::<u64>().ok());
+    Duration::from_millis(ms.unwrap_or(60_000))
+  })
 }
 
 /// Takes over `io` to send `rest`, then FIN.
 pub(crate) fn start(mut io: Io, rest: Vec<u8>) {
-  let l = Rc::new(Linger { io: RefCell::new(None), rest: RefCell::new(rest), token: Cell::new(Token(usize::MAX)) });
+  let now = Instant::now();
+  let l = Rc::new(Linger { io: RefCell::new(None), rest: RefCell::new(rest), token: Cell::new(Token(usize::MAX)), progress: Cell::new(now) });
   let registered = reactor::with(|r| {
     let t = r.insert(Entry::Linger(l.clone()));
     l.token.set(t);
     r.adjust_refs(1);
+    r.schedule(now + stall_limit(), t);
     r.poll.registry().register(io.source(), t, Interest::WRITABLE)
   });
   *l.io.borrow_mut() = Some(io);
@@ -47,6 +68,9 @@ impl Linger {
         let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
         if n >= 0 {
           rest.drain(..n as usize);
+          if n > 0 {
+            self.progress.set(Instant::now());
+          }
           continue;
         }
         match io::Error::last_os_error().raw_os_error() {
@@ -61,16 +85,35 @@ impl Linger {
     }
   }
 
+  /// The stall check queued for `at` came due: reset if nothing was taken since the limit,
+  /// else check again one limit after the last progress.
+  pub(crate) fn on_timer(&self) {
+    let next = self.progress.get() + stall_limit();
+    if Instant::now() < next {
+      reactor::with(|r| r.schedule(next, self.token.get()));
+      return;
+    }
+    let Some(io) = self.release() else { return };
+    crate::debug::debug!("linger fd {} reset: no progress for {:?}", io.fd(), stall_limit());
+    crate::sockopt::linger_zero(io.fd());
+  }
+
   fn finish(&self) {
-    let Some(mut io) = self.io.try_borrow_mut().ok().and_then(|mut g| g.take()) else { return };
+    let Some(io) = self.release() else { return };
+    unsafe { libc::shutdown(io.fd(), libc::SHUT_WR) };
+    crate::sockopt::discard_input(io.fd());
+  }
+
+  /// Takes the fd out of the reactor (the caller closes it by dropping it).
+  fn release(&self) -> Option<Io> {
+    let mut io = self.io.try_borrow_mut().ok().and_then(|mut g| g.take())?;
     let token = self.token.get();
     reactor::with(|r| {
       let _ = r.poll.registry().deregister(io.source());
       r.remove(token);
       r.adjust_refs(-1);
     });
-    unsafe { libc::shutdown(io.fd(), libc::SHUT_WR) };
-    crate::sockopt::discard_input(io.fd());
+    Some(io)
   }
 
   /// Env teardown: drop the fd without flushing.

@@ -230,7 +230,7 @@ impl Reactor {
     }
   }
 
-  /// Schedules a timeout check for the socket behind `token` at `at`.
+  /// Schedules a timeout check for the socket (or lingering flush) behind `token` at `at`.
   pub(crate) fn schedule(&mut self, at: Instant, token: Token) {
     self.timers.push(Reverse((at, token.0)));
     self.arm_timer();
@@ -375,9 +375,12 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
   }
   let due = with(Reactor::due_timers).unwrap_or_default();
   for (at, token) in due {
-    let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
     let _hs = HandleScope::open(env);
-    crate::timeout::on_timeout(env, &c, at);
+    match with(|r| r.get(token)).flatten() {
+      Some(Entry::Conn(c)) => crate::timeout::on_timeout(env, &c, at),
+      Some(Entry::Linger(l)) => l.on_timer(),
+      _ => {}
+    }
   }
 }
 
