@@ -78,6 +78,11 @@ pub(crate) trait Class: Sized + 'static {
   const MORE_METHODS: &'static [(&'static str, Method<Self>)] = &[];
   /// Where this env's constructor reference lives.
   fn ctor_slot() -> &'static std::thread::LocalKey<Cell<sys::napi_ref>>;
+  /// The native value behind `this` found without `napi_unwrap`, when the class can tell (see
+  /// `socket::ThisHint`); `None` falls back to the unwrap.
+  fn hinted<'a>(_env: Env, _this: Value) -> Option<&'a Self> {
+    None
+  }
   /// Where the native value keeps its own wrap reference (filled right after wrapping; the
   /// finalizer deletes it).
   fn wrap_cell(&self) -> &Cell<sys::napi_ref>;
@@ -134,7 +139,7 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
   {
     return ptr::null_mut();
   }
-  let Some(obj) = unwrap::<T>(env, ctx.this) else {
+  let Some(obj) = T::hinted(env, ctx.this).or_else(|| unwrap::<T>(env, ctx.this)) else {
     ArgError::type_error(format!("Illegal invocation: `this` is not a {}", T::NAME)).throw(env);
     return ptr::null_mut();
   };
@@ -214,10 +219,11 @@ pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
   Ok(ctor)
 }
 
-/// Creates a JS instance wrapping `value`; returns the object and its wrap reference, taken
+/// Creates a JS instance wrapping `value`; returns the object, the native value's address and
+/// its wrap reference, taken
 /// strong (count 1): the caller lowers it with `napi_reference_unref` once the object no longer
 /// needs to be kept alive natively, and the finalizer deletes it.
-pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, sys::napi_ref)> {
+pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, sys::napi_ref, *const T)> {
   let ctor = define::<T>(env)?;
   let mut obj = ptr::null_mut();
   CONSTRUCTING.with(|c| c.set(true));
@@ -240,7 +246,7 @@ pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, 
     (*boxed).wrap_cell().set(wrap);
     sys::napi_reference_ref(env, wrap, ptr::null_mut());
   }
-  Ok((obj, wrap))
+  Ok((obj, wrap, boxed))
 }
 
 /// Makes a wrap reference weak again (the object may now be collected; its finalizer deletes the

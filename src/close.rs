@@ -67,7 +67,7 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
     }
     st.want_drain = false;
     let tap = st.tls.as_mut().and_then(|t| t.tap.take());
-    Closed { slot: st.handlers.take(), js_ref: std::mem::replace(&mut st.js, std::ptr::null_mut()), listener: st.listener.take(), tap }
+    Closed { slot: st.handlers.take(), js_ref: crate::socket::SocketHandle::take_ref(&mut st.js), listener: st.listener.take(), tap }
   };
   let token = conn.token.get();
   reactor::with(|r| r.remove(token));

@@ -94,8 +94,10 @@ pub(crate) struct ConnState {
   pub io: Option<Io>,
   pub phase: Phase,
   pub handlers: Option<HandlerRef>,
-  /// Strong reference to the JS `Socket` until the close handler has run.
-  pub js: sys::napi_ref,
+  /// The native side of the JS `Socket`, whose wrap reference is strong until the close
+  /// handler has run (so the box outlives this pointer: it is cleared at close, before that
+  /// reference is released).
+  pub js: *const crate::socket::SocketHandle,
   pub listener: Option<Rc<ListenerCore>>,
   pub pending: Option<Box<Pending>>,
   pub allow_half_open: bool,
@@ -171,11 +173,12 @@ impl Conn {
 
   /// The JS `Socket` object, while the connection has not finished closing.
   pub(crate) fn socket(&self, env: Env) -> Option<Value> {
-    let r = self.st.try_borrow().ok()?.js;
-    if r.is_null() {
+    let h = self.st.try_borrow().ok()?.js;
+    if h.is_null() {
       return None;
     }
-    js::deref(env, r).ok()
+    // SAFETY: non-null only while the object is held strongly (see `ConnState::js`).
+    js::deref(env, unsafe { (*h).wrap_ref() }).ok()
   }
 
   pub(crate) fn handlers(&self) -> Option<Rc<Handlers>> {
@@ -307,6 +310,7 @@ pub(crate) fn route_error(env: Env, h: &Handlers, socket: Value, err: Value) {
 pub(crate) fn emit(env: Env, conn: &Conn, ev: Event, args: &[Value]) -> Option<Called> {
   let h = conn.handlers()?;
   let socket = conn.socket(env)?;
+  let _hint = crate::socket::ThisHint::enter(socket, conn);
   call_routed(env, &h, ev, socket, args)
 }
 
@@ -323,6 +327,7 @@ pub(crate) fn call_routed(env: Env, h: &Handlers, ev: Event, socket: Value, args
 pub(crate) fn emit_open(env: Env, conn: &Conn) {
   let Some(h) = conn.handlers() else { return };
   let Some(socket) = conn.socket(env) else { return };
+  let _hint = crate::socket::ThisHint::enter(socket, conn);
   let failed = match invoke(env, &h, Event::Open, socket, &[]) {
     Some(Called::Threw(e)) => Some(e),
     Some(Called::Returned(v)) if js::is_error(env, v) => Some(v),
@@ -398,6 +403,7 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
     match r {
       Read::Data(chunk, full) => {
         if let Some(socket) = conn.socket(env) {
+          let _hint = crate::socket::ThisHint::enter(socket, conn);
           if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
             route_error(env, &h, socket, e);
           }

@@ -269,7 +269,7 @@ fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.phase = Phase::Closed;
     st.io = None;
-    (st.pending.take().map(|p| p.deferred), st.handlers.take(), std::mem::replace(&mut st.js, std::ptr::null_mut()))
+    (st.pending.take().map(|p| p.deferred), st.handlers.take(), crate::socket::SocketHandle::take_ref(&mut st.js))
   };
   let token = conn.token.get();
   reactor::with(|r| r.remove(token));

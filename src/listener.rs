@@ -179,7 +179,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     port,
     unix,
   });
-  let (obj, r) = class::instantiate(env, ListenerHandle { core: core.clone(), wrap: Cell::new(std::ptr::null_mut()) })?;
+  let (obj, r, _) = class::instantiate(env, ListenerHandle { core: core.clone(), wrap: Cell::new(std::ptr::null_mut()) })?;
   js::set(env, obj, "data", cfg.data).map_err(|_| pending())?;
   let registered = reactor::with(|re| {
     let token = re.insert(Entry::Listener(core.clone()));

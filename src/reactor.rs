@@ -296,10 +296,17 @@ impl Reactor {
 
 /// Prepares a batch of handler calls made from a libuv callback: a handle scope for the values
 /// created, and top-level mode for [`js::call`].
-pub(crate) fn enter_js(env: Env) -> Option<(HandleScope, TopLevel)> {
+pub(crate) fn enter_js(env: Env) -> Option<Scopes> {
   let hs = HandleScope::open(env);
   let (res, ctx) = with(|r| r.scope_values(env)).flatten()?;
-  Some((hs, TopLevel::enter(res, ctx)))
+  Some(Scopes { _top: TopLevel::enter(env, res, ctx), _hs: hs })
+}
+
+/// What [`enter_js`] opens; fields drop in order: top level (and its callback scope, which runs
+/// the tick queue one last time) before the handle scope.
+pub(crate) struct Scopes {
+  _top: TopLevel,
+  _hs: HandleScope,
 }
 
 unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
@@ -422,6 +429,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   crate::readbuf::teardown();
   crate::handlers::teardown();
   crate::js::teardown_keys();
+  crate::js::teardown_ticks();
   for e in r.entries.drain() {
     match e {
       Entry::Conn(c) => c.teardown(),

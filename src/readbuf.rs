@@ -49,8 +49,11 @@ pub(crate) enum Read {
 }
 
 fn init(env: Env) -> Option<State> {
-  // `c[i]` is the `data` handler in its registry chunk (see `Handlers::place`).
-  let src = "(function bunnetData(c, i, s, ab, o, n) { return c[i].call(s, s, Buffer.from(ab, o, n)) })";
+  // `c[i]` is the `data` handler in its registry chunk (see `Handlers::place`); `t`: called at
+  // top level, so run the tick queue after it (see `js::TopLevel`). `Buffer` is captured once:
+  // the global is an accessor in Node.
+  let src = "((B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
+    const r = c[i].call(s, s, B.from(ab, o, n)); if (t) tick(); return r })(Buffer, process._tickCallback)";
   let mut f = std::ptr::null_mut();
   js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
   let trampoline = js::reference(env, f).ok()?;
@@ -138,8 +141,13 @@ pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Op
       let (chunk_arr, index) = h.place(env, Event::Data)?;
       let tramp = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.trampoline)))?;
       let tramp = js::deref(env, tramp).ok()?;
-      let args = [chunk_arr, js::uint(env, index), socket, ab, js::uint(env, off as u32), js::uint(env, len as u32)];
-      Some(js::call(env, socket, tramp, &args))
+      let ticking = js::ticking_top(env);
+      let args = [chunk_arr, js::uint(env, index), socket, ab, js::uint(env, off as u32), js::uint(env, len as u32), js::boolean(env, ticking)];
+      if ticking || !js::at_top() {
+        Some(js::call_plain(env, socket, tramp, &args))
+      } else {
+        Some(js::call(env, socket, tramp, &args))
+      }
     }
   }
 }

@@ -393,7 +393,8 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   let new_data = js::get(env, o, "data").map_err(|_| pending())?;
   let old_data = js::get(env, c.this, "data").map_err(|_| pending())?;
   let raw = crate::socket::new_js_view(env, &conn, old_data)?;
-  let old_ref = conn.st.try_borrow().map(|st| st.js).unwrap_or(std::ptr::null_mut());
+  // SAFETY: `st.js` is non-null only while its object is held strongly (`ConnState::js`).
+  let old_ref = conn.st.try_borrow().ok().map(|st| st.js).filter(|h| !h.is_null()).map_or(std::ptr::null_mut(), |h| unsafe { (*h).wrap_ref() });
   let tls = crate::socket::new_js(env, &conn, new_data)?;
   crate::class::release(env, old_ref);
   let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(crate::handlers::HandlerRef::Own(handlers)));

@@ -126,3 +126,44 @@ export async function classesCannotBeMisused(t) {
   t.is(readyState.call(s), 1)
   t.is(s.readyState, 1)
 }
+
+// Inside a handler, the running socket's own methods take a shortcut to their native side
+// (src/socket.rs ThisHint); every other receiver must still be checked, and another socket's
+// methods must act on that other socket.
+export async function receiversAreCheckedInsideHandlers(t) {
+  const { Socket } = await import('../../index.mjs')
+  const seen = []
+  const accepted = []
+  const got = new Promise((resolve) => {
+    const l = listen({
+      hostname: '127.0.0.1',
+      port: 0,
+      socket: {
+        open: (s) => void accepted.push(s),
+        data(s, d) {
+          if (d.toString() !== 'go') return
+          seen.push(t.throws(() => Socket.prototype.write.call(Object.create(s), 'x'), { instanceOf: TypeError, message: /Illegal invocation/ }) !== undefined)
+          seen.push(t.throws(() => Socket.prototype.write.call({}, 'x'), { instanceOf: TypeError }) !== undefined)
+          seen.push(Socket.prototype.write.call(s, 'own;') === 4)
+          const other = accepted.find((x) => x !== s)
+          seen.push(other.write('other;') === 6)
+          seen.push(s.readyState === 1)
+        },
+      },
+    })
+    t.teardown(() => l.stop(true))
+    let a = ''
+    let b = ''
+    const done = () => a === 'own;' && b === 'other;' && resolve()
+    Promise.all([
+      connect({ hostname: '127.0.0.1', port: l.port, socket: { data: (_, d) => { a += d; done() } } }),
+      connect({ hostname: '127.0.0.1', port: l.port, socket: { data: (_, d) => { b += d; done() } } }),
+    ]).then(async ([sa, sb]) => {
+      t.teardown(() => { sa.end(); sb.end() })
+      while (accepted.length < 2) await new Promise((r) => setTimeout(r, 5))
+      sa.write('go')
+    })
+  })
+  await got
+  t.deepEqual(seen, [true, true, true, true, true])
+}
