@@ -93,6 +93,8 @@ thread_local! {
   static CONSTRUCTING: Cell<bool> = const { Cell::new(false) };
   /// Every native value wrapped by [`instantiate`] and not yet finalized, as address + `KIND`.
   static LIVE: RefCell<HashSet<usize, BuildHasherDefault<js::AddrHasher>>> = RefCell::new(HashSet::default());
+  /// The `LIVE` key of the last value found by `napi_unwrap` (see [`recent`]).
+  static LAST: Cell<usize> = const { Cell::new(0) };
 }
 
 /// `KIND` goes in the low bits, below the alignment of the boxed value: keys never collide.
@@ -131,6 +133,23 @@ unsafe fn unwrap<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
   Some(&*p)
 }
 
+/// The value found by the last unwrap, if `this` is its object: a loop of `s.write()` outside
+/// any handler pays one set lookup, one reference read and one identity check per call instead
+/// of `napi_unwrap`'s private-symbol lookup through the V8 runtime. The key is only followed while
+/// it is in `LIVE` (the value is not finalized), and its wrap reference yields nothing once the
+/// object is collected, so a stale entry never matches.
+unsafe fn recent<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
+  let key = LAST.with(Cell::get);
+  if key & 7 != T::KIND & 7 || !LIVE.with(|l| l.try_borrow().is_ok_and(|l| l.contains(&key))) {
+    return None;
+  }
+  let p = (key - (T::KIND & 7)) as *const T;
+  let obj = js::deref(env, (*p).wrap_cell().get()).ok()?;
+  let mut same = false;
+  sys::napi_strict_equals(env, this, obj, &mut same);
+  same.then(|| &*p)
+}
+
 unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   let mut ctx = Ctx { env, this: ptr::null_mut(), argc: 3, args: [ptr::null_mut(); 3] };
   let mut data = ptr::null_mut();
@@ -139,7 +158,12 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
   {
     return ptr::null_mut();
   }
-  let Some(obj) = T::hinted(env, ctx.this).or_else(|| unwrap::<T>(env, ctx.this)) else {
+  let found = T::hinted(env, ctx.this).or_else(|| recent::<T>(env, ctx.this)).or_else(|| {
+    let v = unwrap::<T>(env, ctx.this)?;
+    LAST.with(|l| l.set(live_key::<T>(v)));
+    Some(v)
+  });
+  let Some(obj) = found else {
     ArgError::type_error(format!("Illegal invocation: `this` is not a {}", T::NAME)).throw(env);
     return ptr::null_mut();
   };

@@ -125,6 +125,10 @@ export async function classesCannotBeMisused(t) {
   t.throws(() => readyState.call(l), { instanceOf: TypeError, message: /Illegal invocation/ })
   t.is(readyState.call(s), 1)
   t.is(s.readyState, 1)
+  // s is now the last socket a method found (src/class.rs recent()): other receivers still fail
+  t.throws(() => Socket.prototype.write.call(Object.create(s), 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.throws(() => readyState.call(Object.create(s)), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.is(s.write(''), 0)
 }
 
 // Inside a handler, the running socket's own methods take a shortcut to their native side
