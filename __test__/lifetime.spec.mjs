@@ -7,18 +7,31 @@ import test from 'ava'
 
 const fixture = fileURLToPath(new URL('./fixtures/lifetime.mjs', import.meta.url))
 
-/** Runs a scenario; resolves { exited, code, out, err } after it exits or `aliveMs` passes. */
-function run(name, aliveMs = 1500, env = {}) {
+/**
+ * Runs a scenario; resolves { exited, code, out, err } after it exits, or once it has stayed alive
+ * for `aliveMs` counted from when its stdout first contains `from` (from spawn without `from`;
+ * a loaded machine can take seconds to start a child, which must not read as "exited early").
+ */
+function run(name, aliveMs = 1500, env = {}, from = null) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [fixture, name], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     let out = ''
     let err = ''
-    child.stdout.on('data', (c) => (out += c))
+    let timer = null
+    const arm = (ms) => {
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        resolve({ exited: false, out, err })
+      }, ms)
+    }
+    arm(from ? 30000 : aliveMs)
+    child.stdout.on('data', (c) => {
+      const before = out
+      out += c
+      if (from && !before.includes(from) && out.includes(from)) arm(aliveMs)
+    })
     child.stderr.on('data', (c) => (err += c))
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      resolve({ exited: false, out, err })
-    }, aliveMs)
     child.on('exit', (code) => {
       clearTimeout(timer)
       resolve({ exited: true, code, out, err })
@@ -28,14 +41,14 @@ function run(name, aliveMs = 1500, env = {}) {
 
 const staysAlive = (name, marker) =>
   test(`${name} keeps the process alive`, async (t) => {
-    const r = await run(name)
+    const r = await run(name, 1500, {}, marker)
     t.false(r.exited, `exited early: ${r.out} ${r.err}`)
     t.true(r.out.includes(marker), r.out + r.err)
   })
 
 const exits = (name, marker, code = 0) =>
   test(`${name} lets the process exit`, async (t) => {
-    const r = await run(name, 5000)
+    const r = await run(name, 10000)
     t.true(r.exited, `still alive: ${r.out} ${r.err}`)
     t.is(r.code, code, r.err)
     t.true(r.out.includes(marker), r.out + r.err)
@@ -56,32 +69,32 @@ exits('echoThenExit', 'done')
 exits('processExitWithOpenSockets', '', 7)
 
 test('a throw in data without an error handler is an uncaughtException and the socket stays open', async (t) => {
-  const r = await run('throwWithoutErrorHandler', 5000)
+  const r = await run('throwWithoutErrorHandler', 10000)
   t.true(r.exited, r.out + r.err)
   t.is(r.out, 'uncaught from data\nsecond data rs=1\n')
 })
 
 test('a throw in open without an error handler: uncaughtException, close, promise resolves', async (t) => {
-  const r = await run('openThrowWithoutErrorHandler', 5000)
+  const r = await run('openThrowWithoutErrorHandler', 10000)
   t.true(r.exited, r.out + r.err)
   t.is(r.out, 'uncaught from open\nclose\nresolved rs=-1\n')
 })
 
 test('an async open that rejects is an unhandledRejection, not an error, and the socket stays open', async (t) => {
-  const r = await run('asyncOpenRejects', 5000)
+  const r = await run('asyncOpenRejects', 10000)
   t.true(r.exited, r.out + r.err)
   t.is(r.out, 'unhandled async open\nrs=1\n')
 })
 
 test('a failed connect without connectError and without catch is an unhandled rejection', async (t) => {
-  const r = await run('unhandledConnectFailure', 5000)
+  const r = await run('unhandledConnectFailure', 10000)
   t.true(r.exited)
   t.is(r.code, 1)
   t.regex(r.err, /ECONNREFUSED/)
 })
 
 test('a background end(data) flush keeps the process alive while the peer reads nothing', async (t) => {
-  const r = await run('endDataStalledPeer', 2000)
+  const r = await run('endDataStalledPeer', 2000, {}, 'end took all')
   t.false(r.exited, `exited early: ${r.out} ${r.err}`)
   t.is(r.out, 'client closed\nend took all true\n')
 })

@@ -2,25 +2,26 @@
 //!
 //! Why not `#[napi]` classes: every instance there costs an extra global reference, a registry
 //! entry and a finalizer trampoline, and every method call a class-identity lookup and a borrow
-//! guard. A socket object here is one JS object and one `napi_wrap` (whose reference doubles as
-//! the reactor's: strong while the socket is open, weak after); a method call is one
-//! `napi_get_cb_info`, one unwrap and a lookup in [`LIVE`]. This matters for connection churn,
-//! memory per connection and the cost of `write()`.
+//! guard. A socket object here is one JS object with one hidden property and one finalizer
+//! reference (which doubles as the reactor's: strong while the socket is open, weak after); a
+//! method call is one `napi_get_cb_info`, one property read, a table lookup and an identity
+//! check. This matters for connection churn, memory per connection and the cost of `write()`.
 //!
-//! Identity: `napi_unwrap` hands back whatever pointer the object was wrapped with, and every
-//! addon shares the same wrap slot, so a pointer is only used once it is found in `LIVE`, the set
-//! of values this module wrapped (by address and class) and whose finalizer has not run. That is
-//! what a Node-API type tag would prove, without the tag's per-object BigInt and private property
-//! (~40 bytes of JS heap per socket) and its private-symbol lookup on every call.
+//! Identity: the object carries its index in [`TABLE`] (the values this module made and whose
+//! finalizer has not run, by address and class) under a per-environment symbol, as a
+//! non-writable, non-enumerable, non-configurable small integer. A method only uses the value at
+//! that index when the value's own reference leads back to the very object it was called on, so
+//! a forged or inherited index (`Object.create(socket)`) is refused. Compared with `napi_wrap`,
+//! there is no `External` object per instance (32 bytes of JS heap), no check for an existing
+//! wrap, and no set of live addresses beside the table; compared with a Node-API type tag, no
+//! per-object BigInt.
 //!
 //! Methods and getters are plain Rust functions `fn(&T, &Ctx) -> Result<Value>` passed to a single
 //! generic callback through the property's `data` pointer. Panics are caught and turned into a JS
 //! `Error` (none is expected: the code has no unwrap; this is the last line of defence).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::ffi::c_void;
-use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -83,18 +84,60 @@ pub(crate) trait Class: Sized + 'static {
   fn hinted<'a>(_env: Env, _this: Value) -> Option<&'a Self> {
     None
   }
-  /// Where the native value keeps its own wrap reference (filled right after wrapping; the
-  /// finalizer deletes it).
+  /// Where the native value keeps its own reference to its object (filled right after
+  /// instantiation; the finalizer deletes it).
   fn wrap_cell(&self) -> &Cell<sys::napi_ref>;
 }
 
 thread_local! {
   /// Set while bunnet itself constructs an instance: `new Socket()` from JS is refused.
   static CONSTRUCTING: Cell<bool> = const { Cell::new(false) };
-  /// Every native value wrapped by [`instantiate`] and not yet finalized, as address + `KIND`.
-  static LIVE: RefCell<HashSet<usize, BuildHasherDefault<js::AddrHasher>>> = RefCell::new(HashSet::default());
-  /// The `LIVE` key of the last value found by `napi_unwrap` (see [`recent`]).
-  static LAST: Cell<usize> = const { Cell::new(0) };
+  /// Every native value made by [`instantiate`] and not yet finalized, as address + `KIND`.
+  static TABLE: RefCell<Table> = const { RefCell::new(Table { slots: Vec::new(), free: Vec::new() }) };
+  /// The table index of the last value found through its object's property (see [`recent`]).
+  static LAST: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+
+/// Slots of live native values (0: free); an object's hidden property holds its index.
+struct Table {
+  slots: Vec<usize>,
+  free: Vec<u32>,
+}
+
+impl Table {
+  fn insert(&mut self, key: usize) -> Option<u32> {
+    match self.free.pop() {
+      Some(i) => {
+        *self.slots.get_mut(i as usize)? = key;
+        Some(i)
+      }
+      None => {
+        let i = u32::try_from(self.slots.len()).ok().filter(|i| *i <= i32::MAX as u32)?;
+        self.slots.push(key);
+        Some(i)
+      }
+    }
+  }
+
+  fn remove(&mut self, i: u32, key: usize) {
+    if let Some(slot) = self.slots.get_mut(i as usize).filter(|k| **k == key) {
+      *slot = 0;
+      self.free.push(i);
+    }
+  }
+}
+
+/// The value `T` at table index `i`, if that slot holds one.
+fn slot<T: Class>(i: u32) -> Option<*const T> {
+  let key = TABLE.with(|t| t.try_borrow().ok().and_then(|t| t.slots.get(i as usize).copied()))?;
+  (key != 0 && key & 7 == T::KIND & 7).then(|| (key - (T::KIND & 7)) as *const T)
+}
+
+/// Whether `p`'s object is `this` (its reference yields nothing once the object is collected).
+unsafe fn is_own<T: Class>(env: Env, p: *const T, this: Value) -> bool {
+  let Ok(obj) = js::deref(env, (*p).wrap_cell().get()) else { return false };
+  let mut same = false;
+  sys::napi_strict_equals(env, this, obj, &mut same) == sys::Status::napi_ok && same
 }
 
 /// `KIND` goes in the low bits, below the alignment of the boxed value: keys never collide.
@@ -121,33 +164,29 @@ fn throw_error(env: Env, e: &napi::Error) {
 }
 
 /// The native value behind `this`, if `this` really is an instance of `T` (see the module docs).
-unsafe fn unwrap<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
-  let mut p = ptr::null_mut();
-  if sys::napi_unwrap(env, this, &mut p) != sys::Status::napi_ok || p.is_null() {
+unsafe fn lookup<'a, T: Class>(env: Env, this: Value) -> Option<(&'a T, u32)> {
+  if js::type_of(env, this) != sys::ValueType::napi_object {
     return None;
   }
-  let p = p.cast::<T>();
-  if !LIVE.with(|l| l.try_borrow().is_ok_and(|l| l.contains(&live_key(p)))) {
+  let mut v = ptr::null_mut();
+  if sys::napi_get_property(env, this, js::hidden_symbol(env)?, &mut v) != sys::Status::napi_ok {
     return None;
   }
-  Some(&*p)
+  let mut i = 0u32;
+  if sys::napi_get_value_uint32(env, v, &mut i) != sys::Status::napi_ok {
+    return None;
+  }
+  let p = slot::<T>(i)?;
+  is_own(env, p, this).then(|| (&*p, i))
 }
 
-/// The value found by the last unwrap, if `this` is its object: a loop of `s.write()` outside
-/// any handler pays one set lookup, one reference read and one identity check per call instead
-/// of `napi_unwrap`'s private-symbol lookup through the V8 runtime. The key is only followed while
-/// it is in `LIVE` (the value is not finalized), and its wrap reference yields nothing once the
-/// object is collected, so a stale entry never matches.
+/// The value found by the last lookup, if `this` is its object: a loop of `s.write()` outside
+/// any handler pays one table read, one reference read and one identity check per call instead
+/// of a property lookup through the V8 runtime. The index is only followed while its slot holds a
+/// value of this class (not finalized), and that value's reference must lead back to `this`.
 unsafe fn recent<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
-  let key = LAST.with(Cell::get);
-  if key & 7 != T::KIND & 7 || !LIVE.with(|l| l.try_borrow().is_ok_and(|l| l.contains(&key))) {
-    return None;
-  }
-  let p = (key - (T::KIND & 7)) as *const T;
-  let obj = js::deref(env, (*p).wrap_cell().get()).ok()?;
-  let mut same = false;
-  sys::napi_strict_equals(env, this, obj, &mut same);
-  same.then(|| &*p)
+  let p = slot::<T>(LAST.with(Cell::get))?;
+  is_own(env, p, this).then(|| &*p)
 }
 
 unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -159,8 +198,8 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
     return ptr::null_mut();
   }
   let found = T::hinted(env, ctx.this).or_else(|| recent::<T>(env, ctx.this)).or_else(|| {
-    let v = unwrap::<T>(env, ctx.this)?;
-    LAST.with(|l| l.set(live_key::<T>(v)));
+    let (v, i) = lookup::<T>(env, ctx.this)?;
+    LAST.with(|l| l.set(i));
     Some(v)
   });
   let Some(obj) = found else {
@@ -185,13 +224,13 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
   }
 }
 
-unsafe extern "C" fn finalize<T: Class>(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn finalize<T: Class>(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   if data.is_null() {
     return;
   }
   let p = data.cast::<T>();
-  // `try_with`: at thread exit the set may be gone already.
-  let _ = LIVE.try_with(|l| l.try_borrow_mut().map(|mut l| l.remove(&live_key(p))));
+  // `hint` is the table index. `try_with`: at thread exit the table may be gone already.
+  let _ = TABLE.try_with(|t| t.try_borrow_mut().map(|mut t| t.remove(hint as usize as u32, live_key(p))));
   let obj = Box::from_raw(p);
   js::delete_reference(env, obj.wrap_cell().get());
 }
@@ -254,22 +293,40 @@ pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, 
   let st = unsafe { sys::napi_new_instance(env, ctor, 0, ptr::null(), &mut obj) };
   CONSTRUCTING.with(|c| c.set(false));
   js::check(st).map_err(|_| crate::error::pending())?;
+  let sym = js::hidden_symbol(env).ok_or_else(crate::error::pending)?;
   let boxed = Box::into_raw(Box::new(value));
+  // No borrow of the table spans a call out, so these cannot fail on a borrow.
+  let index = TABLE.with(|t| t.try_borrow_mut().ok().and_then(|mut t| t.insert(live_key(boxed))));
+  let Some(index) = index else {
+    // SAFETY: not handed to Node-API yet.
+    drop(unsafe { Box::from_raw(boxed) });
+    return Err(crate::error::pending());
+  };
   let mut wrap = ptr::null_mut();
-  let st = unsafe { sys::napi_wrap(env, obj, boxed.cast(), Some(finalize::<T>), ptr::null_mut(), &mut wrap) };
+  let hint = index as usize as *mut c_void;
+  let st = unsafe { sys::napi_add_finalizer(env, obj, boxed.cast(), Some(finalize::<T>), hint, &mut wrap) };
   if st != sys::Status::napi_ok {
-    // SAFETY: napi_wrap failed, so the box was not adopted by a finalizer.
+    TABLE.with(|t| t.try_borrow_mut().map(|mut t| t.remove(index, live_key(boxed)))).ok();
+    // SAFETY: the finalizer was not attached, so the box is still ours.
     drop(unsafe { Box::from_raw(boxed) });
     return Err(crate::error::pending());
   }
-  // Cannot be borrowed here (no borrow spans a call out); if it were, the object would only be
-  // refused by its methods ("Illegal invocation"), never misread.
-  let _ = LIVE.with(|l| l.try_borrow_mut().map(|mut l| l.insert(live_key(boxed))));
   // SAFETY: `boxed` is alive until the finalizer runs, which cannot happen while we hold `obj`.
-  unsafe {
-    (*boxed).wrap_cell().set(wrap);
-    sys::napi_reference_ref(env, wrap, ptr::null_mut());
-  }
+  unsafe { (*boxed).wrap_cell().set(wrap) };
+  let desc = sys::napi_property_descriptor {
+    utf8name: ptr::null(),
+    name: sym,
+    method: None,
+    getter: None,
+    setter: None,
+    value: js::uint(env, index),
+    attributes: sys::PropertyAttributes::default,
+    data: ptr::null_mut(),
+  };
+  // On failure the object is dropped (its reference is still weak): the finalizer frees the slot,
+  // the box and the reference.
+  js::check(unsafe { sys::napi_define_properties(env, obj, 1, &desc) }).map_err(|_| crate::error::pending())?;
+  unsafe { sys::napi_reference_ref(env, wrap, ptr::null_mut()) };
   Ok((obj, wrap, boxed))
 }
 

@@ -73,7 +73,7 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
   reactor::with(|r| r.remove(token));
   conn.sync_ref();
   if let Some(l) = &closed.listener {
-    l.forget(token);
+    l.forget();
   }
   Some(closed)
 }

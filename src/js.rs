@@ -150,8 +150,8 @@ type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefau
 struct Keys {
   env: Env,
   array: sys::napi_ref,
-  /// Index in `array` by the key's address (`&'static str`: literals; a literal that appears twice
-  /// may get two entries, which is harmless).
+  /// Index in `array` by the key's address and length (`&'static str`: literals; a literal that
+  /// appears twice may get two entries, which is harmless; `hidden_symbol` uses length `MAX`).
   index: FastMap<(usize, usize), u32>,
 }
 
@@ -170,7 +170,23 @@ pub(crate) fn teardown_keys() {
 
 /// The property key `key` (falls back to a fresh string if the cache is unavailable).
 pub(crate) fn key(env: Env, key: &'static str) -> Value {
-  let cached = KEYS.with(|k| {
+  cached(env, (key.as_ptr() as usize, key.len()), || string(env, key)).unwrap_or_else(|| string(env, key))
+}
+
+/// This environment's symbol for the table index of bunnet's class instances (`class.rs`), made
+/// once and kept with the keys.
+pub(crate) fn hidden_symbol(env: Env) -> Option<Value> {
+  static ID: u8 = 0;
+  cached(env, (&ID as *const u8 as usize, usize::MAX), || {
+    let mut v = ptr::null_mut();
+    unsafe { sys::napi_create_symbol(env, string(env, "bunnet"), &mut v) };
+    v
+  })
+}
+
+/// The value kept under `id` in this environment's key array, made by `make` the first time.
+fn cached(env: Env, id: (usize, usize), make: impl FnOnce() -> Value) -> Option<Value> {
+  KEYS.with(|k| {
     let mut g = k.try_borrow_mut().ok()?;
     if g.as_ref().is_some_and(|c| c.env != env) {
       return None;
@@ -182,20 +198,21 @@ pub(crate) fn key(env: Env, key: &'static str) -> Value {
     }
     let c = g.as_mut()?;
     let arr = deref(env, c.array).ok()?;
-    let id = (key.as_ptr() as usize, key.len());
     let mut v = ptr::null_mut();
     match c.index.get(&id) {
       Some(&i) => check(unsafe { sys::napi_get_element(env, arr, i, &mut v) }).ok()?,
       None => {
         let i = u32::try_from(c.index.len()).ok()?;
-        v = string(env, key);
+        v = make();
+        if v.is_null() {
+          return None;
+        }
         check(unsafe { sys::napi_set_element(env, arr, i, v) }).ok()?;
         c.index.insert(id, i);
       }
     }
     (!v.is_null()).then_some(v)
-  });
-  cached.unwrap_or_else(|| string(env, key))
+  })
 }
 
 pub(crate) fn get(env: Env, obj: Value, key: &'static str) -> JsResult<Value> {

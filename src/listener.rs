@@ -2,7 +2,6 @@
 //! reload, and the listener's share in process lifetime.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -58,7 +57,8 @@ struct ListenerState {
   refed: bool,
   counted: bool,
   allow_half_open: bool,
-  conns: HashSet<usize>,
+  /// Accepted sockets not closed yet (found in the reactor's slab by `stop(true)`).
+  conns: usize,
   /// The unix path we created, unlinked by `stop()` (never a pre-existing file: bind fails then).
   unlink: Option<String>,
   /// TLS listeners: the options and the configuration shared by connections without `requestCert`.
@@ -82,16 +82,17 @@ impl ListenerCore {
     js::deref(env, r).ok()
   }
 
-  pub(crate) fn forget(&self, token: Token) {
+  /// One accepted socket fewer (it closed).
+  pub(crate) fn forget(&self) {
     if let Ok(mut st) = self.st.try_borrow_mut() {
-      st.conns.remove(&token.0);
+      st.conns = st.conns.saturating_sub(1);
     }
   }
 
   /// Drops the strong reference once the listener is stopped and has no sockets left.
   pub(crate) fn release_if_done(&self, env: sys::napi_env) {
     let Ok(mut st) = self.st.try_borrow_mut() else { return };
-    if st.io.is_none() && st.conns.is_empty() && !st.js.is_null() {
+    if st.io.is_none() && st.conns == 0 && !st.js.is_null() {
       class::release(env, std::mem::replace(&mut st.js, std::ptr::null_mut()));
     }
   }
@@ -171,7 +172,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
       refed: true,
       counted: false,
       allow_half_open: cfg.allow_half_open,
-      conns: HashSet::new(),
+      conns: 0,
       unlink,
       tls,
     }),
@@ -263,9 +264,9 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
   let registered = reactor::with(|r| {
     let token = r.insert(Entry::Conn(conn.clone()));
     conn.token.set(token);
-    r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE).map(|()| token)
+    r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE)
   });
-  let Some(Ok(token)) = registered else {
+  let Some(Ok(())) = registered else {
     reactor::with(|r| r.remove(conn.token.get()));
     return;
   };
@@ -277,7 +278,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
     st.listener = Some(core.clone());
   }
   if let Ok(mut st) = core.st.try_borrow_mut() {
-    st.conns.insert(token.0);
+    st.conns += 1;
   }
   conn.sync_ref();
   let data = core
@@ -322,15 +323,15 @@ fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
     if let Some(p) = st.unlink.take() {
       let _ = std::fs::remove_file(p);
     }
-    (if close_all { st.conns.iter().copied().collect::<Vec<_>>() } else { Vec::new() }, was)
+    (close_all && st.conns > 0, was)
   };
   if was_listening {
     let token = core.token.get();
     reactor::with(|r| r.remove(token));
     core.sync_ref();
   }
-  for t in conns {
-    if let Some(Entry::Conn(conn)) = reactor::with(|r| r.get(Token(t))).flatten() {
+  if conns {
+    for conn in reactor::with(|r| r.conns_of(core)).unwrap_or_default() {
       conn::close(c.env, &conn, How::Graceful, None);
     }
   }
@@ -358,7 +359,7 @@ fn unref(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
 
 /// `reload({ socket })`: replaces the handlers of this listener and of every socket it accepted.
 fn reload(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
-  let done = l.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns.is_empty());
+  let done = l.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns == 0);
   let arg = c.arg(0);
   if done || js::is_undefined(c.env, arg) {
     // Bun's (misleading) message once nothing is left to reload, kept for compatibility.

@@ -129,6 +129,23 @@ export async function classesCannotBeMisused(t) {
   t.throws(() => Socket.prototype.write.call(Object.create(s), 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
   t.throws(() => readyState.call(Object.create(s)), { instanceOf: TypeError, message: /Illegal invocation/ })
   t.is(s.write(''), 0)
+  // the object's table index (src/class.rs) is hidden, fixed, and useless on another object
+  const syms = Object.getOwnPropertySymbols(s)
+  t.is(syms.length, 1)
+  t.false(syms[0] in { ...s })
+  t.throws(() => {
+    s[syms[0]] = 0
+  }, { instanceOf: TypeError })
+  const forged = {}
+  Object.defineProperty(forged, syms[0], { value: s[syms[0]] })
+  t.throws(() => Socket.prototype.write.call(forged, 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.throws(() => readyState.call(forged), { instanceOf: TypeError, message: /Illegal invocation/ })
+  const lsym = Object.getOwnPropertySymbols(l)[0]
+  t.is(lsym, syms[0])
+  const other = Object.create(null)
+  Object.defineProperty(other, lsym, { value: l[lsym] })
+  t.throws(() => Socket.prototype.write.call(other, 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.is(s.write('ok'), 2)
 }
 
 // Inside a handler, the running socket's own methods take a shortcut to their native side

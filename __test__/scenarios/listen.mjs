@@ -141,6 +141,30 @@ export async function stopTrueClosesAcceptedSocketsSynchronously(t) {
   t.is(c.readyState, -1)
 }
 
+// stop(true) finds its sockets among all of the reactor's (src/reactor.rs conns_of): every one it
+// accepted is closed, another listener's are not, and sockets closed before are not reported again.
+export async function stopTrueClosesOnlyItsOwnSockets(t) {
+  const closed = { a: 0, b: 0 }
+  const opened = { a: [], b: [] }
+  const make = (k) => listen({ hostname: '127.0.0.1', port: 0, socket: { open: (s) => void opened[k].push(s), data() {}, close: () => void closed[k]++ } })
+  const a = make('a')
+  const b = make('b')
+  t.teardown(() => b.stop(true))
+  const clients = []
+  for (let i = 0; i < 3; i++) clients.push(await connect({ hostname: '127.0.0.1', port: a.port, socket: { data() {} } }))
+  clients.push(await connect({ hostname: '127.0.0.1', port: b.port, socket: { data() {} } }))
+  t.teardown(() => clients.forEach((c) => c.end()))
+  await until(() => opened.a.length === 3 && opened.b.length === 1)
+  opened.a[0].end()
+  await until(() => closed.a === 1)
+  a.stop(true)
+  t.is(closed.a, 3)
+  t.deepEqual(opened.a.map((s) => s.readyState), [-1, -1, -1])
+  t.is(closed.b, 0)
+  t.is(opened.b[0].readyState, 1)
+  t.is(opened.b[0].write('x'), 1)
+}
+
 export async function stopFalseKeepsAcceptedSockets(t) {
   const opened = deferred()
   const l = listen({ hostname: '127.0.0.1', port: 0, socket: { open: (s) => opened.resolve(s), data(s, d) { s.write(d) } } })
