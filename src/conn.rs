@@ -389,8 +389,11 @@ fn on_writable(env: Env, conn: &Conn) {
 /// edge, so stopping there is safe and saves a syscall. Except when the peer's FIN (or an error)
 /// was already part of this event: it will not be reported again, so read on until it shows.
 pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
+  // The first chunk's handles live in the caller's scope; later ones (a full read loops) in one
+  // of their own each.
+  let mut first = true;
   loop {
-    let _hs = HandleScope::open(env);
+    let _hs = (!std::mem::take(&mut first)).then(|| HandleScope::open(env));
     let Some(h) = conn.handlers() else { return };
     let r = {
       let Ok(st) = conn.st.try_borrow() else { return };

@@ -464,7 +464,11 @@ pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
 /// Whether calls made now should run `process._tickCallback()` after the handler themselves (at
 /// top level, with the trampoline available): for the `data` trampoline, which does that.
 pub(crate) fn ticking_top(env: Env) -> bool {
-  at_top() && ticks(env).is_some()
+  at_top()
+    && match TICKS.with(Cell::get) {
+      Some((e, tr, _)) => e == env && !tr.is_null(),
+      None => ticks(env).is_some(),
+    }
 }
 
 /// Calls `f` with `this` as a plain call, with top level left for the duration (calls the

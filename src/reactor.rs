@@ -375,11 +375,18 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     let Some(mut events) = with(|r| r.events.take()).flatten() else { break };
     let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
     let mut n = 0usize;
+    // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
+    // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
+    // with peers in other processes, opens no second one).
+    let mut hs: Option<HandleScope> = None;
     if polled {
       for ev in events.iter() {
+        if n > 0 && n % 16 == 0 {
+          drop(hs.take());
+          hs = Some(HandleScope::open(env));
+        }
         n += 1;
         let Some(entry) = with(|r| r.get(ev.token())).flatten() else { continue };
-        let _hs = HandleScope::open(env);
         match entry {
           Entry::Conn(c) => crate::conn::on_event(env, &c, ev),
           Entry::Listener(l) => crate::listener::on_readable(env, &l),
@@ -387,6 +394,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
         }
       }
     }
+    drop(hs);
     let _ = with(|r| r.events = Some(events));
     handled += n;
     if round > 0 {
