@@ -71,7 +71,7 @@ pub(crate) type Method<T> = fn(&T, &Ctx) -> napi::Result<Value>;
 /// A Rust type exposed as a JS class.
 pub(crate) trait Class: Sized + 'static {
   const NAME: &'static str;
-  /// Distinguishes the classes in [`LIVE`] (1..=7: added to an 8-aligned address).
+  /// Distinguishes the classes in [`TABLE`] (1..=7: added to an 8-aligned address).
   const KIND: usize;
   const METHODS: &'static [(&'static str, Method<Self>)];
   const GETTERS: &'static [(&'static str, Method<Self>)];
@@ -79,8 +79,8 @@ pub(crate) trait Class: Sized + 'static {
   const MORE_METHODS: &'static [(&'static str, Method<Self>)] = &[];
   /// Where this env's constructor reference lives.
   fn ctor_slot() -> &'static std::thread::LocalKey<Cell<sys::napi_ref>>;
-  /// The native value behind `this` found without `napi_unwrap`, when the class can tell (see
-  /// `socket::ThisHint`); `None` falls back to the unwrap.
+  /// The native value behind `this` found without a property lookup, when the class can tell
+  /// (see `socket::ThisHint`); `None` falls back to the lookup.
   fn hinted<'a>(_env: Env, _this: Value) -> Option<&'a Self> {
     None
   }

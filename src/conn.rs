@@ -99,7 +99,6 @@ pub(crate) struct ConnState {
   /// reference is released).
   pub js: *const crate::socket::SocketHandle,
   pub listener: Option<Rc<ListenerCore>>,
-  pub pending: Option<Box<Pending>>,
   pub allow_half_open: bool,
   pub is_unix: bool,
   pub want_drain: bool,
@@ -134,7 +133,6 @@ impl Conn {
         handlers: Some(handlers),
         js: std::ptr::null_mut(),
         listener: None,
-        pending: None,
         allow_half_open,
         is_unix,
         want_drain: false,
@@ -244,7 +242,7 @@ impl Conn {
 
   /// A closed connection with this one's counters and family (what a detached handle reads).
   pub(crate) fn closed_copy(&self) -> Rc<Conn> {
-    let c = Conn::new(HandlerRef::Own(Handlers::empty()), false, false);
+    let c = Conn::new(HandlerRef::own(Handlers::empty()), false, false);
     if let (Ok(mut st), Ok(old)) = (c.st.try_borrow_mut(), self.st.try_borrow()) {
       st.phase = Phase::Closed;
       st.handlers = None;
@@ -278,7 +276,7 @@ impl Conn {
       st.io = None;
       st.handlers = None;
       st.listener = None;
-      st.pending = None;
+      drop(st.take_pending());
       st.js = std::ptr::null_mut();
       st.counted = false;
     }

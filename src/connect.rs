@@ -23,7 +23,7 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
   reactor::ensure(env)?;
   let has_connect_error = cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
-  let conn = Conn::new(HandlerRef::Own(cfg.handlers), cfg.allow_half_open, is_unix);
+  let conn = Conn::new(HandlerRef::own(cfg.handlers), cfg.allow_half_open, is_unix);
   crate::socket::new_js(env, &conn, cfg.data)?;
   let mut deferred = std::ptr::null_mut();
   let mut promise = std::ptr::null_mut();
@@ -47,7 +47,7 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
       Tls::On(o) => Some(o),
       Tls::Off => None,
     };
-    st.pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred, tls }));
+    st.extra_mut().pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred, tls }));
   }
   let Some(token) = reactor::with(|r| r.insert(Entry::Conn(conn.clone()))) else {
     return Err(napi::Error::from_reason("bunnet reactor unavailable"));
@@ -86,7 +86,7 @@ enum Attempt {
 /// Tries the next resolved address; with none left, the last error is reported.
 fn try_next(conn: &Rc<Conn>) {
   let next = conn.st.try_borrow_mut().ok().and_then(|mut st| {
-    let p = st.pending.as_mut()?;
+    let p = st.pending_mut()?;
     (!p.addrs.is_empty()).then(|| p.addrs.remove(0))
   });
   match next {
@@ -141,7 +141,7 @@ pub(crate) fn on_completion(env: Env, c: Completion) {
       let ok = match result {
         Ok(addrs) if !addrs.is_empty() => {
           if let Ok(mut st) = conn.st.try_borrow_mut() {
-            if let Some(p) = st.pending.as_mut() {
+            if let Some(p) = st.pending_mut() {
               p.addrs = addrs;
             }
           }
@@ -152,7 +152,7 @@ pub(crate) fn on_completion(env: Env, c: Completion) {
       if ok {
         try_next(&conn);
       } else {
-        let host = conn.st.try_borrow().ok().and_then(|st| st.pending.as_ref().map(|p| p.host.clone()));
+        let host = conn.st.try_borrow().ok().and_then(|st| st.pending().map(|p| p.host.clone()));
         fail_with(env, &conn, &SysError::not_found(&host.unwrap_or_default()));
       }
     }
@@ -189,7 +189,7 @@ pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
           let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
         }
         st.phase = Phase::Resolving;
-        st.pending.as_ref().is_some_and(|p| !p.addrs.is_empty())
+        st.pending().is_some_and(|p| !p.addrs.is_empty())
       };
       if more {
         try_next(conn);
@@ -209,7 +209,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
       st.remote.as_ref().map_or_else(|| "unix socket".to_string(), |a| a.get().to_string())
     );
     st.phase = Phase::Open;
-    match st.pending.take() {
+    match st.take_pending() {
       Some(p) => {
         let p = *p;
         if p.host.parse::<std::net::IpAddr>().is_err() {
@@ -254,7 +254,7 @@ fn fail(env: Env, conn: &Rc<Conn>, e: &io::Error) {
     .st
     .try_borrow()
     .ok()
-    .and_then(|st| st.pending.as_ref().map(|p| (p.host.clone(), p.port)))
+    .and_then(|st| st.pending().map(|p| (p.host.clone(), p.port)))
     .unwrap_or_default();
   let is_unix = conn.st.try_borrow().is_ok_and(|st| st.is_unix);
   let err = SysError::connect(e, Some(host), (!is_unix).then_some(port));
@@ -269,7 +269,7 @@ fn fail_with(env: Env, conn: &Rc<Conn>, err: &SysError) {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.phase = Phase::Closed;
     st.io = None;
-    (st.pending.take().map(|p| p.deferred), st.handlers.take(), crate::socket::SocketHandle::take_ref(&mut st.js))
+    (st.take_pending().map(|p| p.deferred), st.handlers.take(), crate::socket::SocketHandle::take_ref(&mut st.js))
   };
   let token = conn.token.get();
   reactor::with(|r| r.remove(token));

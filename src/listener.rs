@@ -260,7 +260,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
     sockopt::set_nodelay(io.fd(), true);
   }
   crate::debug::debug!("accept: fd {} from {}", io.fd(), remote.map_or_else(|| "unix peer".to_string(), |a| a.to_string()));
-  let conn = Conn::new(handlers::HandlerRef::Shared(slot), half_open, is_unix);
+  let conn = Conn::new(handlers::HandlerRef::shared(slot), half_open, is_unix);
   let registered = reactor::with(|r| {
     let token = r.insert(Entry::Conn(conn.clone()));
     conn.token.set(token);

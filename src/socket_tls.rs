@@ -397,7 +397,7 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
   let old_ref = conn.st.try_borrow().ok().map(|st| st.js).filter(|h| !h.is_null()).map_or(std::ptr::null_mut(), |h| unsafe { (*h).wrap_ref() });
   let tls = crate::socket::new_js(env, &conn, new_data)?;
   crate::class::release(env, old_ref);
-  let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(crate::handlers::HandlerRef::Own(handlers)));
+  let old_handlers = conn.st.try_borrow_mut().ok().and_then(|mut st| st.handlers.replace(crate::handlers::HandlerRef::own(handlers)));
   s.detach();
   let started = if is_server {
     crate::tls::config::server(&opts).and_then(|shared| crate::tls::start_server(&conn, &opts, &shared))
