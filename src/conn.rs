@@ -111,6 +111,8 @@ pub(crate) struct ConnState {
   pub bytes_written: u64,
   pub remote: Option<Remote>,
   pub is_v6: bool,
+  /// The last read was a large one: the next goes into a buffer of its own (see `readbuf`).
+  pub large_reads: bool,
   /// The TLS session, on TLS sockets.
   pub tls: Option<Box<crate::tls::TlsState>>,
   /// What few connections use, allocated on first use so an idle connection stays small
@@ -144,6 +146,7 @@ impl Conn {
         bytes_written: 0,
         remote: None,
         is_v6: false,
+        large_reads: false,
         tls: None,
         extra: None,
       }),
@@ -394,12 +397,13 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
     let _hs = (!std::mem::take(&mut first)).then(|| HandleScope::open(env));
     let Some(h) = conn.handlers() else { return };
     let r = {
-      let Ok(st) = conn.st.try_borrow() else { return };
+      let Ok(mut guard) = conn.st.try_borrow_mut() else { return };
+      let st = &mut *guard;
       if st.phase != Phase::Open || st.paused || st.read_eof {
         return;
       }
       let Some(io) = st.io.as_ref() else { return };
-      readbuf::read(env, io, h.binary_type)
+      readbuf::read(env, io, h.binary_type, &mut st.large_reads)
     };
     match r {
       Read::Data(chunk, full) => {

@@ -1,7 +1,7 @@
 // Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
 import v8 from 'node:v8'
 import vm from 'node:vm'
-import { connect, deferred, delay, listen, server, until } from '../helpers.mjs'
+import { connect, deferred, delay, listen, sender, server, until } from '../helpers.mjs'
 
 export async function normalSessionOrder(t) {
   const serverLog = []
@@ -69,6 +69,45 @@ export async function binaryTypes(t) {
     arraybuffer: ['[object ArrayBuffer]', false, 2],
     uint8array: ['[object Uint8Array]', false, 2],
   })
+}
+
+export async function chunksShowNoStaleMemoryAfterThem(t) {
+  // A data Buffer may be a view of a larger ArrayBuffer (the shared slab, or the buffer of its
+  // own a bulk read gets, which is not zero-filled since the read writes it). Whatever lies after
+  // the chunk in that ArrayBuffer has not been written by any read yet and must be zero when the
+  // handler sees it. A first transfer, dropped and collected, leaves non-zero freed memory behind
+  // for the second to be handed, had a short read not had the rest of its buffer zeroed.
+  const zero = Buffer.alloc(256 * 1024)
+  const stale = []
+  let received = 0
+  let want = 0
+  let checking = false
+  let arrived = deferred()
+  const l = server(t, {
+    data(s, d) {
+      received += d.length
+      if (checking) {
+        const after = Buffer.from(d.buffer, d.byteOffset + d.length)
+        if (!after.equals(zero.subarray(0, after.length))) stale.push([d.byteOffset, d.length, d.buffer.byteLength])
+      }
+      if (received === want) arrived.resolve()
+    },
+  })
+  for (const [size, fill] of [[(4 << 20) + 3000, 0xee], [(4 << 20) + 1234, 0x61]]) {
+    received = 0
+    want = size
+    arrived = deferred()
+    const src = Buffer.alloc(size, fill)
+    const out = sender(src, 64 * 1024)
+    const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain: (s) => out.pump(s), data() {} } })
+    out.pump(c)
+    await arrived.promise
+    c.end()
+    collectGarbage()
+    checking = true
+  }
+  t.is(received, (4 << 20) + 1234)
+  t.deepEqual(stale, [])
 }
 
 export async function openThrowGoesToErrorThenCloseAndStillResolves(t) {

@@ -222,7 +222,8 @@ fn deliver_plaintext(env: Env, c: &Conn) {
     let _hs = HandleScope::open(env);
     let Some(h) = c.handlers() else { return };
     let r = {
-      let Ok(mut st) = c.st.try_borrow_mut() else { return };
+      let Ok(mut guard) = c.st.try_borrow_mut() else { return };
+      let st = &mut *guard;
       if st.phase != Phase::Open || st.paused {
         return;
       }
@@ -230,7 +231,7 @@ fn deliver_plaintext(env: Env, c: &Conn) {
       if !t.done {
         return;
       }
-      readbuf::read_from(env, h.binary_type, |b| t.fill(b))
+      readbuf::read_from(env, h.binary_type, &mut st.large_reads, |b| t.fill(b))
     };
     match r {
       Read::Data(chunk, _) => {
