@@ -37,6 +37,8 @@ struct State {
   used: usize,
   trampoline: sys::napi_ref,
   scratch: Box<[u8]>,
+  /// A buffer of its own that a read found nothing for: never seen by JS, kept for the next.
+  spare: sys::napi_ref,
 }
 
 thread_local! {
@@ -66,7 +68,7 @@ fn init(env: Env) -> Option<State> {
   let mut f = std::ptr::null_mut();
   js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
   let trampoline = js::reference(env, f).ok()?;
-  Some(State { env, slab: std::ptr::null_mut(), used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice() })
+  Some(State { env, slab: std::ptr::null_mut(), used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: std::ptr::null_mut() })
 }
 
 impl State {
@@ -92,6 +94,24 @@ impl State {
     self.slab = js::reference(env, ab).ok()?;
     self.used = 0;
     Some((ab, p.cast()))
+  }
+
+  /// A `CHUNK`-byte buffer of its own, not zero-filled: (ArrayBuffer, base pointer).
+  fn own_buffer(&mut self) -> Option<(Value, *mut u8)> {
+    let env = self.env;
+    let spare = std::mem::replace(&mut self.spare, std::ptr::null_mut());
+    if !spare.is_null() {
+      let ab = js::deref(env, spare).ok();
+      js::delete_reference(env, spare);
+      if let Some(ab) = ab {
+        let (mut p, mut len) = (std::ptr::null_mut(), 0usize);
+        unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut p, &mut len) };
+        if len == CHUNK && !p.is_null() {
+          return Some((ab, p.cast()));
+        }
+      }
+    }
+    js::arraybuffer_uninit(env, CHUNK)
   }
 }
 
@@ -121,7 +141,7 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, large: &mut bool, mut source: 
     let Some(st) = guard.as_mut() else { return Read::Stop };
     loop {
       let outcome = if bt == BinaryType::Buffer && *large {
-        let Some((ab, base)) = js::arraybuffer_uninit(env, CHUNK) else {
+        let Some((ab, base)) = st.own_buffer() else {
           *large = false;
           return Read::Stop;
         };
@@ -136,8 +156,12 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, large: &mut bool, mut source: 
             }
             *large = n >= LARGE;
           }
-          // Nothing read: the buffer is dropped unseen, and the next read starts in the slab.
-          Err(_) => *large = false,
+          // Nothing read (the socket or session is drained): kept for the next read, unseen.
+          Err(_) => {
+            if st.spare.is_null() {
+              st.spare = js::reference(env, ab).unwrap_or(std::ptr::null_mut());
+            }
+          }
         }
         classify(r, CHUNK, |len| Chunk::View { ab, off: 0, len })
       } else if bt == BinaryType::Buffer {
