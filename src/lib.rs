@@ -23,12 +23,10 @@
 //! - `debug`: `NODE_DEBUG=bunnet` logging
 //! - `tls`: rustls sessions driven by the reactor (`read` path, `config`, `verify`, `cert`,
 //!   `session` resumption, `watch`/`keys` for Finished messages and tickets off the wire)
-//! - `alloc`: the addon's allocator (mimalloc) and its settings
 //! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod alloc;
 mod bridge;
 mod bytes;
 mod class;
@@ -90,13 +88,4 @@ pub fn classes_js(env: Env) -> Result<Raw> {
   js::set(e, o, "Socket", s).map_err(|_| error::pending())?;
   js::set(e, o, "SocketListener", l).map_err(|_| error::pending())?;
   Ok(Raw(o))
-}
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Runs when the addon is loaded, before any of its code allocates.
-#[napi_derive::module_init]
-fn init() {
-  alloc::configure();
 }
