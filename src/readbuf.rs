@@ -75,13 +75,9 @@ impl State {
   /// The current slab with at least one chunk of room: (ArrayBuffer, base pointer).
   fn slab(&mut self) -> Option<(Value, *mut u8)> {
     let env = self.env;
-    if self.used + CHUNK <= SLAB && !self.slab.is_null() {
-      if let Ok(ab) = js::deref(env, self.slab) {
-        let (mut p, mut len) = (std::ptr::null_mut(), 0usize);
-        unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut p, &mut len) };
-        if len == SLAB && !p.is_null() {
-          return Some((ab, p.cast()));
-        }
+    if self.used + CHUNK <= SLAB {
+      if let Some(slab) = attached(env, self.slab, SLAB) {
+        return Some(slab);
       }
     }
     // Zero-filled on purpose: a non-zero-filled 256 KiB backing store (napi_create_buffer) is a
@@ -100,19 +96,22 @@ impl State {
   fn own_buffer(&mut self) -> Option<(Value, *mut u8)> {
     let env = self.env;
     let spare = std::mem::replace(&mut self.spare, std::ptr::null_mut());
-    if !spare.is_null() {
-      let ab = js::deref(env, spare).ok();
-      js::delete_reference(env, spare);
-      if let Some(ab) = ab {
-        let (mut p, mut len) = (std::ptr::null_mut(), 0usize);
-        unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut p, &mut len) };
-        if len == CHUNK && !p.is_null() {
-          return Some((ab, p.cast()));
-        }
-      }
-    }
-    js::arraybuffer_uninit(env, CHUNK)
+    let kept = attached(env, spare, CHUNK);
+    js::delete_reference(env, spare);
+    kept.or_else(|| js::arraybuffer_uninit(env, CHUNK))
   }
+}
+
+/// The ArrayBuffer behind `r` and its base pointer, if `r` is set and the buffer still has its
+/// `len` bytes (not detached or transferred by user code).
+fn attached(env: Env, r: sys::napi_ref, len: usize) -> Option<(Value, *mut u8)> {
+  if r.is_null() {
+    return None;
+  }
+  let ab = js::deref(env, r).ok()?;
+  let (mut p, mut n) = (std::ptr::null_mut(), 0usize);
+  unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut p, &mut n) };
+  (n == len && !p.is_null()).then_some((ab, p.cast()))
 }
 
 fn classify(r: io::Result<usize>, cap: usize, make: impl FnOnce(usize) -> Chunk) -> Option<Read> {
