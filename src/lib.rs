@@ -23,12 +23,14 @@
 //! - `debug`: `NODE_DEBUG=bunnet` logging
 //! - `tls`: rustls sessions driven by the reactor (`read` path, `config`, `verify`, `cert`,
 //!   `session` resumption, `watch`/`keys` for Finished messages and tickets off the wire)
-//! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `error`: JS errors
+//! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `calls`: calling JS
+//!   from the reactor (top-level mode, tick draining, promise settling); `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bridge;
 mod bytes;
+mod calls;
 mod class;
 mod close;
 mod conn;

@@ -1,0 +1,192 @@
+//! Calling JS from the reactor: the `Called` outcome, top-level mode (one callback scope per
+//! libuv callback, with microtasks and `nextTick`s drained after every handler through a JS
+//! trampoline), plain nested calls, and promise settling. Split from `js` (the raw Node-API
+//! value helpers), which re-exports everything here.
+
+use std::cell::Cell;
+use std::ptr;
+
+use napi::sys;
+
+use crate::js::{check, deref, fatal_exception, reference, string, take_exception, type_of, undefined, CallbackScope, Env, Value};
+
+/// Outcome of calling a JS function: its return value, or the exception it threw (already
+/// cleared from the environment so the caller decides where it goes).
+pub(crate) enum Called {
+  Returned(Value),
+  Threw(Value),
+  /// The call could not run at all (environment tearing down).
+  Unavailable,
+}
+
+thread_local! {
+  /// Set while the reactor dispatches from libuv (not from inside JS): the async context and
+  /// resource that top-level handler calls run under.
+  static TOP: Cell<Option<(Value, sys::napi_async_context)>> = const { Cell::new(None) };
+  /// This env's top-level call trampoline and `process._tickCallback` (see [`TopLevel`]); null
+  /// until first used, and for good if `process._tickCallback` is not a function.
+  static TICKS: Cell<Option<(Env, sys::napi_ref, sys::napi_ref)>> = const { Cell::new(None) };
+}
+
+/// The top-level trampoline and tick function of `env`, made on first use.
+fn ticks(env: Env) -> Option<(Value, Value)> {
+  let (tr, tick) = match TICKS.with(Cell::get) {
+    Some((e, tr, tick)) if e == env => (tr, tick),
+    Some(_) => return None,
+    None => {
+      // `f.apply(t, a)` keeps the caller's argument count (handlers can see it).
+      let src = "(() => { const tick = process._tickCallback; if (typeof tick !== 'function') return []; \
+        return [function bunnetTop(f, t, ...a) { const r = f.apply(t, a); tick(); return r }, tick] })()";
+      let mut arr = ptr::null_mut();
+      check(unsafe { sys::napi_run_script(env, string(env, src), &mut arr) }).ok()?;
+      let (mut tr, mut tick) = (ptr::null_mut(), ptr::null_mut());
+      unsafe {
+        sys::napi_get_element(env, arr, 0, &mut tr);
+        sys::napi_get_element(env, arr, 1, &mut tick);
+      }
+      let refs = match (type_of(env, tr), type_of(env, tick)) {
+        (sys::ValueType::napi_function, sys::ValueType::napi_function) => (reference(env, tr).ok()?, reference(env, tick).ok()?),
+        _ => (ptr::null_mut(), ptr::null_mut()),
+      };
+      TICKS.with(|t| t.set(Some((env, refs.0, refs.1))));
+      refs
+    }
+  };
+  if tr.is_null() {
+    return None;
+  }
+  Some((deref(env, tr).ok()?, deref(env, tick).ok()?))
+}
+
+/// Env teardown: forget the trampoline references (the environment frees them).
+pub(crate) fn teardown_ticks() {
+  TICKS.with(|t| t.set(None));
+}
+
+/// Marks a stretch of code as running at the top of the JS stack (a libuv callback): every
+/// handler called from it is followed by a microtask checkpoint and the `nextTick` queue, as Node
+/// does after every I/O callback (MakeCallback). One callback scope (the async context) covers
+/// the whole stretch, and each handler is called through a JS trampoline that runs
+/// `process._tickCallback()` after it: Node's own timers drain between callbacks the same way.
+/// That replaces a `napi_make_callback` per event (a C++ callback scope opened and closed around
+/// each call), which was the largest single cost of an event after the kernel's.
+pub(crate) struct TopLevel {
+  prev: Option<(Value, sys::napi_async_context)>,
+  _scope: Option<CallbackScope>,
+}
+
+impl TopLevel {
+  pub(crate) fn enter(env: Env, resource: Value, ctx: sys::napi_async_context) -> Self {
+    let scope = ticks(env).map(|_| CallbackScope::open(env, resource, ctx));
+    TopLevel { prev: TOP.with(|t| t.replace(Some((resource, ctx)))), _scope: scope }
+  }
+}
+
+impl Drop for TopLevel {
+  fn drop(&mut self) {
+    TOP.with(|t| t.set(self.prev));
+  }
+}
+
+/// Whether calls made now run at top level (see [`TopLevel`]).
+pub(crate) fn at_top() -> bool {
+  TOP.with(|t| t.get().is_some())
+}
+
+/// Runs `process._tickCallback()` if at top level (after work done outside a handler call, such
+/// as settling a promise).
+pub(crate) fn drain_ticks(env: Env) {
+  if !at_top() {
+    return;
+  }
+  if let Some((_, tick)) = ticks(env) {
+    let top = TOP.with(|t| t.take());
+    let mut ret = ptr::null_mut();
+    let st = unsafe { sys::napi_call_function(env, undefined(env), tick, 0, ptr::null(), &mut ret) };
+    TOP.with(|t| t.set(top));
+    if st != sys::Status::napi_ok {
+      if let Some(e) = take_exception(env) {
+        fatal_exception(env, e);
+      }
+    }
+  }
+}
+
+/// Calls `f` with `this`. At top level the call goes through the tick trampoline (microtasks and
+/// `nextTick`s run right after it, see [`TopLevel`]), or is a `MakeCallback` where that
+/// trampoline is unavailable; nested inside JS (a handler run synchronously by a socket method)
+/// it is a plain call.
+pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
+  let mut ret = ptr::null_mut();
+  let top = TOP.with(|t| t.take());
+  let st = match top {
+    Some((_, ctx)) => {
+      let st = match ticks(env) {
+        Some((tr, _)) if args.len() <= 6 => {
+          let mut all = [ptr::null_mut(); 8];
+          all[0] = f;
+          all[1] = this;
+          all[2..2 + args.len()].copy_from_slice(args);
+          unsafe { sys::napi_call_function(env, this, tr, args.len() + 2, all.as_ptr(), &mut ret) }
+        }
+        _ => unsafe { sys::napi_make_callback(env, ctx, this, f, args.len(), args.as_ptr(), &mut ret) },
+      };
+      TOP.with(|t| t.set(top));
+      st
+    }
+    None => unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) },
+  };
+  if st == sys::Status::napi_ok {
+    return Called::Returned(ret);
+  }
+  match take_exception(env) {
+    Some(e) => Called::Threw(e),
+    None => Called::Unavailable,
+  }
+}
+
+/// Whether calls made now should run `process._tickCallback()` after the handler themselves (at
+/// top level, with the trampoline available): for the `data` trampoline, which does that.
+pub(crate) fn ticking_top(env: Env) -> bool {
+  at_top()
+    && match TICKS.with(Cell::get) {
+      Some((e, tr, _)) => e == env && !tr.is_null(),
+      None => ticks(env).is_some(),
+    }
+}
+
+/// Calls `f` with `this` as a plain call, with top level left for the duration (calls the
+/// callee makes through bunnet are nested ones).
+pub(crate) fn call_plain(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
+  let mut ret = ptr::null_mut();
+  let top = TOP.with(|t| t.take());
+  let st = unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) };
+  TOP.with(|t| t.set(top));
+  if st == sys::Status::napi_ok {
+    return Called::Returned(ret);
+  }
+  match take_exception(env) {
+    Some(e) => Called::Threw(e),
+    None => Called::Unavailable,
+  }
+}
+
+/// Resolves (`ok`) or rejects a promise; at top level its reactions run before control returns
+/// to libuv (right away, as a `MakeCallback` would).
+pub(crate) fn settle(env: Env, deferred: sys::napi_deferred, value: Value, ok: bool) {
+  let top = TOP.with(Cell::get);
+  let legacy = top.is_some() && ticks(env).is_none();
+  {
+    let _scope = if legacy { top.map(|(res, ctx)| CallbackScope::open(env, res, ctx)) } else { None };
+    unsafe {
+      if ok {
+        sys::napi_resolve_deferred(env, deferred, value);
+      } else {
+        sys::napi_reject_deferred(env, deferred, value);
+      }
+    }
+  }
+  if !legacy {
+    drain_ticks(env);
+  }
+}
