@@ -8,7 +8,8 @@
 //! Layout:
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
-//! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown
+//! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown; `slab`: its
+//!   token-addressed table of registered fds
 //! - `conn`: one connection's state machine and event rules; `close`: closing it; `conn_parts`:
 //!   its rarely used fields and peer address, laid out small
 //! - `connect`: resolution, connect attempts, promise settling
@@ -45,6 +46,7 @@ mod listener;
 mod options;
 mod reactor;
 mod readbuf;
+mod slab;
 mod socket;
 mod socket_tls;
 mod sockopt;

@@ -29,6 +29,7 @@ use crate::conn::Conn;
 use crate::js::{self, Env, HandleScope, TopLevel};
 use crate::linger::Linger;
 use crate::listener::ListenerCore;
+use crate::slab::Slab;
 use crate::uv;
 
 /// How many extra zero-timeout polls one wake-up may do: replies caused by our own handlers
@@ -57,96 +58,6 @@ impl Clone for Entry {
       Entry::Listener(l) => Entry::Listener(l.clone()),
       Entry::Linger(l) => Entry::Linger(l.clone()),
     }
-  }
-}
-
-/// A slab of entries addressed by generation-tagged tokens.
-#[derive(Default)]
-struct Slab {
-  slots: Vec<Slot>,
-  free: Vec<u32>,
-}
-
-/// One slab slot: its generation beside the entry, 16 bytes (a `(u32, Option<Entry>)` pair takes
-/// 24; every connection has a slot: bench/NOTES.md, memory per idle connection).
-enum Slot {
-  Free(u32),
-  Conn(u32, Rc<Conn>),
-  Listener(u32, Rc<ListenerCore>),
-  Linger(u32, Rc<Linger>),
-}
-
-impl Slot {
-  fn gen(&self) -> u32 {
-    match self {
-      Slot::Free(g) | Slot::Conn(g, _) | Slot::Listener(g, _) | Slot::Linger(g, _) => *g,
-    }
-  }
-
-  fn entry(&self) -> Option<Entry> {
-    match self {
-      Slot::Free(_) => None,
-      Slot::Conn(_, c) => Some(Entry::Conn(c.clone())),
-      Slot::Listener(_, l) => Some(Entry::Listener(l.clone())),
-      Slot::Linger(_, l) => Some(Entry::Linger(l.clone())),
-    }
-  }
-
-  fn into_entry(self) -> Option<Entry> {
-    match self {
-      Slot::Free(_) => None,
-      Slot::Conn(_, c) => Some(Entry::Conn(c)),
-      Slot::Listener(_, l) => Some(Entry::Listener(l)),
-      Slot::Linger(_, l) => Some(Entry::Linger(l)),
-    }
-  }
-}
-
-impl Slab {
-  fn insert(&mut self, e: Entry) -> Token {
-    let idx = match self.free.pop() {
-      Some(i) => i,
-      None => {
-        self.slots.push(Slot::Free(0));
-        (self.slots.len() - 1) as u32
-      }
-    };
-    let slot = &mut self.slots[idx as usize];
-    let gen = slot.gen().wrapping_add(1);
-    *slot = match e {
-      Entry::Conn(c) => Slot::Conn(gen, c),
-      Entry::Listener(l) => Slot::Listener(gen, l),
-      Entry::Linger(l) => Slot::Linger(gen, l),
-    };
-    Token(((gen as usize) << 32) | idx as usize)
-  }
-
-  /// (generation, index) of a token.
-  fn split(t: Token) -> (u32, usize) {
-    ((t.0 >> 32) as u32, t.0 & 0xffff_ffff)
-  }
-
-  fn get(&self, t: Token) -> Option<Entry> {
-    let (gen, idx) = Self::split(t);
-    self.slots.get(idx).filter(|s| s.gen() == gen).and_then(Slot::entry)
-  }
-
-  fn remove(&mut self, t: Token) -> Option<Entry> {
-    let (gen, idx) = Self::split(t);
-    let slot = self.slots.get_mut(idx).filter(|s| s.gen() == gen && !matches!(s, Slot::Free(_)))?;
-    self.free.push(idx as u32);
-    std::mem::replace(slot, Slot::Free(gen)).into_entry()
-  }
-
-  /// The open connections accepted by `listener`.
-  fn conns_of(&self, listener: &Rc<ListenerCore>) -> Vec<Rc<Conn>> {
-    let accepted = |c: &Rc<Conn>| c.st.try_borrow().is_ok_and(|st| st.listener.as_ref().is_some_and(|l| Rc::ptr_eq(l, listener)));
-    self.slots.iter().filter_map(|s| match s { Slot::Conn(_, c) if accepted(c) => Some(c.clone()), _ => None }).collect()
-  }
-
-  fn drain(&mut self) -> Vec<Entry> {
-    self.free.clear();
-    self.slots.drain(..).filter_map(Slot::into_entry).collect()
   }
 }
 
