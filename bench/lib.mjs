@@ -233,6 +233,10 @@ export async function until(cond, ms, what) {
 let peerExitExpected = false
 
 /**
+ * For experiments with mixed pairs, `PEER="<runtime path>|<impl>"` in the environment starts the
+ * peer with another runtime and implementation (e.g. a Bun server for a bunnet client). The
+ * benchmark runner never sets it.
+ *
  * Spawns `script` (a file URL or path, normally `import.meta.url`) as a peer with role
  * `peerRole`; returns `{ child, next, send, kill }`: `await next()` reads the peer's next stdout
  * line, `send(line)` writes one to its stdin, `kill()` ends it. If the peer exits with an error
@@ -240,7 +244,8 @@ let peerExitExpected = false
  */
 export function spawnPeer(script, peerRole, extra = []) {
   const path = String(script).startsWith('file:') ? fileURLToPath(script) : String(script)
-  const child = spawn(process.execPath, [path, '--impl', impl, '--role', peerRole, ...(quick ? ['--quick'] : []), ...extra], {
+  const [peerExec, peerImpl] = process.env.PEER ? process.env.PEER.split('|') : [process.execPath, impl]
+  const child = spawn(peerExec, [path, '--impl', peerImpl, '--role', peerRole, ...(quick ? ['--quick'] : []), ...extra], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   child.on('exit', (code, sig) => {
