@@ -232,10 +232,21 @@ export async function until(cond, ms, what) {
 
 let peerExitExpected = false
 
+/** `BUNNET_BENCH_PEER` as `[runtime path, impl]`, or null when unset (see `spawnPeer`). */
+export function peerOverride() {
+  const v = process.env.BUNNET_BENCH_PEER
+  if (!v) return null
+  const parts = v.split('|')
+  if (parts.length !== 2 || !parts[0] || !['bun', 'bunnet', 'node'].includes(parts[1])) {
+    throw new Error(`BUNNET_BENCH_PEER must be "<runtime path>|bun|bunnet|node", got ${JSON.stringify(v)}`)
+  }
+  return parts
+}
+
 /**
- * For experiments with mixed pairs, `PEER="<runtime path>|<impl>"` in the environment starts the
- * peer with another runtime and implementation (e.g. a Bun server for a bunnet client). The
- * benchmark runner never sets it.
+ * For experiments with mixed pairs, `BUNNET_BENCH_PEER="<runtime path>|<impl>"` in the environment
+ * starts the peer with another runtime and implementation (e.g. a Bun server for a bunnet client).
+ * The benchmark runner never sets it (and refuses to run with it set).
  *
  * Spawns `script` (a file URL or path, normally `import.meta.url`) as a peer with role
  * `peerRole`; returns `{ child, next, send, kill }`: `await next()` reads the peer's next stdout
@@ -244,7 +255,7 @@ let peerExitExpected = false
  */
 export function spawnPeer(script, peerRole, extra = []) {
   const path = String(script).startsWith('file:') ? fileURLToPath(script) : String(script)
-  const [peerExec, peerImpl] = process.env.PEER ? process.env.PEER.split('|') : [process.execPath, impl]
+  const [peerExec, peerImpl] = peerOverride() ?? [process.execPath, impl]
   const child = spawn(peerExec, [path, '--impl', peerImpl, '--role', peerRole, ...(quick ? ['--quick'] : []), ...extra], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })

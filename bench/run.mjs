@@ -14,7 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from './lib.mjs'
+import { parseArgs, peerOverride } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const opts = parseArgs(process.argv.slice(2))
@@ -51,6 +51,7 @@ if (!workloads.length) {
   process.exit(2)
 }
 
+if (peerOverride()) throw new Error('BUNNET_BENCH_PEER is set: mixed-pair peers are for single experiments, not for RESULTS.md')
 const bunBin = process.env.BUN_BIN || execFileSync(join(here, '..', '..', 'shared', 'tools', 'get-bun.sh'), { encoding: 'utf8' }).trim()
 const bunVersion = execFileSync(bunBin, ['--version'], { encoding: 'utf8' }).trim()
 const hardLimit = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()
