@@ -52,10 +52,11 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
     }
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
-    if let Some(mut io) = st.io.take() {
+    if let Some(io) = st.io.take() {
       match (how, st.extra.as_mut().and_then(|x| x.unsent.take())) {
         (How::Graceful, Some(rest)) => {
-          let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+          let token = conn.token.get();
+          let _ = reactor::with(|r| r.deregister(io.fd(), token));
           crate::linger::start(io, rest);
         }
         (How::Reset, _) => crate::sockopt::linger_zero(io.fd()),

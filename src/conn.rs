@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-use mio::event::Event as MioEvent;
+use crate::poller::Ready;
 use mio::Token;
 use napi::sys;
 
@@ -35,13 +35,6 @@ impl Io {
     match self {
       Io::Tcp(s) => s.as_raw_fd(),
       Io::Unix(s) => s.as_raw_fd(),
-    }
-  }
-
-  pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
-    match self {
-      Io::Tcp(s) => s,
-      Io::Unix(s) => s,
     }
   }
 
@@ -208,7 +201,7 @@ impl Conn {
         // the wire, so no writable edge would come. Re-arm one so `drain` still fires.
         let token = self.token.get();
         if let Some(io) = st.io.as_mut() {
-          let _ = reactor::with(|r| r.poll.registry().reregister(io.source(), token, mio::Interest::READABLE | mio::Interest::WRITABLE));
+          let _ = reactor::with(|r| r.reregister(io.fd(), token, crate::poller::READ | crate::poller::WRITE));
         }
       }
       return n;
@@ -341,7 +334,7 @@ pub(crate) fn emit_open(env: Env, conn: &Conn) {
 }
 
 /// Readiness for a registered connection.
-pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
+pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &Ready) {
   let phase = match conn.st.try_borrow() {
     Ok(st) => st.phase,
     Err(_) => return,

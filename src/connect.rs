@@ -6,8 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use mio::event::Event as MioEvent;
-use mio::Interest;
+use crate::poller::Ready;
 use napi::sys;
 
 use crate::bridge::{self, Completion};
@@ -105,11 +104,11 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
     Attempt::Tcp(addr) => (crate::sockopt::connect_tcp(addr).map(Io::Tcp), Some(addr)),
     Attempt::Unix(path) => (crate::sockopt::connect_unix(&path).map(Io::Unix), None),
   };
-  let mut io = match started {
+  let io = match started {
     Ok(io) => io,
     Err(e) => return post_failure(conn, e),
   };
-  let registered = reactor::with(|r| r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE));
+  let registered = reactor::with(|r| r.register(io.fd(), token, crate::poller::READ | crate::poller::WRITE));
   if let Some(Err(e)) = registered {
     return post_failure(conn, e);
   }
@@ -161,7 +160,7 @@ pub(crate) fn on_completion(env: Env, c: Completion) {
 
 /// Readiness while a connect is in flight: success opens the socket, failure moves on to the
 /// next address or reports.
-pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
+pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &Ready) {
   let outcome = {
     let Ok(st) = conn.st.try_borrow() else { return };
     let Some(io) = st.io.as_ref() else { return };
@@ -185,8 +184,9 @@ pub(crate) fn on_connect_event(env: Env, conn: &Rc<Conn>, ev: &MioEvent) {
     Err(e) => {
       let more = {
         let Ok(mut st) = conn.st.try_borrow_mut() else { return };
-        if let Some(mut io) = st.io.take() {
-          let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+        if let Some(io) = st.io.take() {
+          let token = conn.token.get();
+          let _ = reactor::with(|r| r.deregister(io.fd(), token));
         }
         st.phase = Phase::Resolving;
         st.pending().is_some_and(|p| !p.addrs.is_empty())

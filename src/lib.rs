@@ -1,15 +1,17 @@
 //! bunnet: Bun's socket API (`connect`, `listen`, `Socket`, `SocketListener`) for Node.js.
 //!
-//! Sockets are non-blocking fds on one `mio::Poll` per Node environment, driven from Node's own
-//! libuv loop through a single `uv_poll_t`; handlers run on the JS thread straight from the
+//! Sockets are non-blocking fds registered in libuv's own epoll set (or, where libuv's layout is
+//! not the known one, in a nested epoll set of bunnet's), driven from Node's own libuv loop
+//! through a single `uv_poll_t`; handlers run on the JS thread straight from the
 //! readiness callback, and `write()` is a direct `send(2)`. Only work that must leave the JS
 //! thread (name resolution) runs on tokio.
 //!
 //! Layout:
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
-//! - `reactor`: the per-env mio poll inside libuv, ref counting, timers, teardown; `slab`: its
-//!   token-addressed table of registered fds
+//! - `reactor`: the per-env event dispatch inside libuv, ref counting, timers, teardown; `slab`:
+//!   its token-addressed table of registered fds; `poller`: where fds are registered (libuv's
+//!   epoll set directly, or a nested set) and how a wake-up's events are found
 //! - `conn`: one connection's state machine and event rules; `close`: closing it; `conn_parts`:
 //!   its rarely used fields and peer address, laid out small
 //! - `connect`: resolution, connect attempts, promise settling
@@ -44,6 +46,7 @@ mod js;
 mod linger;
 mod listener;
 mod options;
+mod poller;
 mod reactor;
 mod readbuf;
 mod slab;

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Token};
+use mio::Token;
 
 use crate::conn::Io;
 use crate::reactor::{self, Entry};
@@ -38,7 +38,7 @@ fn stall_limit() -> Duration {
 }
 
 /// Takes over `io` to send `rest`, then FIN.
-pub(crate) fn start(mut io: Io, rest: Vec<u8>) {
+pub(crate) fn start(io: Io, rest: Vec<u8>) {
   let now = Instant::now();
   let l = Rc::new(Linger { io: RefCell::new(None), rest: RefCell::new(rest), token: Cell::new(Token(usize::MAX)), progress: Cell::new(now) });
   let registered = reactor::with(|r| {
@@ -46,7 +46,7 @@ pub(crate) fn start(mut io: Io, rest: Vec<u8>) {
     l.token.set(t);
     r.adjust_refs(1);
     r.schedule(now + stall_limit(), t);
-    r.poll.registry().register(io.source(), t, Interest::WRITABLE)
+    r.register(io.fd(), t, crate::poller::WRITE)
   });
   *l.io.borrow_mut() = Some(io);
   match registered {
@@ -56,6 +56,11 @@ pub(crate) fn start(mut io: Io, rest: Vec<u8>) {
 }
 
 impl Linger {
+  /// The fd being flushed, until released.
+  pub(crate) fn fd(&self) -> Option<std::os::fd::RawFd> {
+    self.io.try_borrow().ok()?.as_ref().map(Io::fd)
+  }
+
   /// Sends what the kernel takes; finishes once everything is out or the peer is gone.
   pub(crate) fn flush(&self) {
     let done = {
@@ -106,10 +111,10 @@ impl Linger {
 
   /// Takes the fd out of the reactor (the caller closes it by dropping it).
   fn release(&self) -> Option<Io> {
-    let mut io = self.io.try_borrow_mut().ok().and_then(|mut g| g.take())?;
+    let io = self.io.try_borrow_mut().ok().and_then(|mut g| g.take())?;
     let token = self.token.get();
     reactor::with(|r| {
-      let _ = r.poll.registry().deregister(io.source());
+      let _ = r.deregister(io.fd(), token);
       r.remove(token);
       r.adjust_refs(-1);
     });

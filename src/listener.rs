@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use mio::{Interest, Token};
+use mio::Token;
 use napi::sys;
 use napi::Result;
 
@@ -26,13 +26,6 @@ enum ListenIo {
 }
 
 impl ListenIo {
-  fn source(&mut self) -> &mut dyn mio::event::Source {
-    match self {
-      ListenIo::Tcp(l) => l,
-      ListenIo::Unix(l) => l,
-    }
-  }
-
   fn fd(&self) -> i32 {
     match self {
       ListenIo::Tcp(l) => l.as_raw_fd(),
@@ -74,6 +67,11 @@ pub(crate) struct ListenerCore {
 }
 
 impl ListenerCore {
+  /// The listening fd, while listening.
+  pub(crate) fn fd(&self) -> Option<i32> {
+    self.st.try_borrow().ok()?.io.as_ref().map(ListenIo::fd)
+  }
+
   pub(crate) fn js_object(&self, env: sys::napi_env) -> Option<sys::napi_value> {
     let r = self.st.try_borrow().ok()?.js;
     if r.is_null() {
@@ -188,7 +186,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     let mut st = core.st.borrow_mut();
     st.js = r;
     match st.io.as_mut() {
-      Some(io) => re.poll.registry().register(io.source(), token, Interest::READABLE),
+      Some(io) => re.register(io.fd(), token, crate::poller::READ),
       None => Ok(()),
     }
   });
@@ -251,7 +249,7 @@ pub(crate) fn on_readable(env: sys::napi_env, core: &Rc<ListenerCore>) {
   }
 }
 
-fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Option<SocketAddr>)) {
+fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<SocketAddr>)) {
   let (slot, half_open, is_unix) = {
     let Ok(st) = core.st.try_borrow() else { return };
     (st.handlers.clone(), st.allow_half_open, matches!(io, Io::Unix(_)))
@@ -264,7 +262,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (mut io, remote): (Io, Opt
   let registered = reactor::with(|r| {
     let token = r.insert(Entry::Conn(conn.clone()));
     conn.token.set(token);
-    r.poll.registry().register(io.source(), token, Interest::READABLE | Interest::WRITABLE)
+    r.register(io.fd(), token, crate::poller::READ | crate::poller::WRITE)
   });
   let Some(Ok(())) = registered else {
     reactor::with(|r| r.remove(conn.token.get()));
@@ -317,8 +315,9 @@ fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
   let (conns, was_listening) = {
     let Ok(mut st) = core.st.try_borrow_mut() else { return c.undefined() };
     let was = st.io.is_some();
-    if let Some(mut io) = st.io.take() {
-      let _ = reactor::with(|r| r.poll.registry().deregister(io.source()));
+    if let Some(io) = st.io.take() {
+      let token = core.token.get();
+      let _ = reactor::with(|r| r.deregister(io.fd(), token));
     }
     if let Some(p) = st.unlink.take() {
       let _ = std::fs::remove_file(p);

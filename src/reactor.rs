@@ -1,5 +1,6 @@
-//! The per-environment reactor: one `mio::Poll` whose epoll fd is watched by one libuv
-//! `uv_poll_t`, so socket readiness is handled on the JS thread inside Node's own event loop.
+//! The per-environment reactor: socket readiness reaches one libuv `uv_poll_t` (see
+//! `poller.rs` for how: registered in libuv's own epoll set, or in a nested one) and is handled
+//! on the JS thread inside Node's own event loop.
 //!
 //! Rules every caller relies on:
 //! - The reactor lives in a thread-local (one Node environment per thread, workers included) and
@@ -15,13 +16,12 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::fd::AsRawFd;
 use std::os::raw::{c_int, c_void};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token};
+use mio::Token;
 use napi::sys;
 
 use crate::bridge::Bridge;
@@ -29,6 +29,7 @@ use crate::conn::Conn;
 use crate::js::{self, Env, HandleScope, TopLevel};
 use crate::linger::Linger;
 use crate::listener::ListenerCore;
+use crate::poller::{self, Decoded, Poller, Raw};
 use crate::slab::Slab;
 use crate::uv;
 
@@ -43,7 +44,6 @@ const SPIN_EVENT_BUDGET: usize = 256;
 /// Time after which a wake-up stops re-polling, whatever the event count (TLS handshakes cost
 /// about a millisecond of CPU each, so counting events alone let timers slip by 60 ms).
 const SPIN_TIME_BUDGET: Duration = Duration::from_millis(2);
-const EVENTS_CAPACITY: usize = 1024;
 
 pub(crate) enum Entry {
   Conn(Rc<Conn>),
@@ -62,8 +62,9 @@ impl Clone for Entry {
 }
 
 pub(crate) struct Reactor {
-  pub poll: Poll,
-  events: Option<Events>,
+  pub poller: Poller,
+  /// Scratch list of raw events, taken out while a wake-up handles them.
+  raw: Option<Vec<Raw>>,
   entries: Slab,
   uv_poll: Option<uv::Handle>,
   timer: Option<uv::Handle>,
@@ -106,12 +107,13 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
   if REACTOR.with(|c| c.borrow().is_some()) {
     return Ok(());
   }
-  let poll = Poll::new()?;
   let mut lp = std::ptr::null_mut();
   js::check(unsafe { sys::napi_get_uv_event_loop(env, &mut lp) })
     .map_err(|_| napi::Error::from_reason("napi_get_uv_event_loop failed"))?;
   let lp = lp.cast::<c_void>();
-  let uv_poll = uv::Handle::poll(lp, poll.as_raw_fd(), on_poll)
+  let poller = Poller::new(lp)?;
+  crate::debug::debug!("poller: {}", if poller.is_direct() { "direct (libuv's epoll set)" } else { "nested epoll set" });
+  let uv_poll = uv::Handle::poll(lp, poller.marker(), on_poll)
     .ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
   let timer = uv::Handle::timer(lp).ok_or_else(|| napi::Error::from_reason("uv_timer_init failed"))?;
   let resource_obj = js::object(env);
@@ -123,8 +125,8 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
   ENV.with(|e| e.set(env));
   REACTOR.with(|c| {
     *c.borrow_mut() = Some(Reactor {
-      poll,
-      events: Some(Events::with_capacity(EVENTS_CAPACITY)),
+      poller,
+      raw: Some(Vec::with_capacity(64)),
       entries: Slab::default(),
       uv_poll: Some(uv_poll),
       timer: Some(timer),
@@ -165,6 +167,76 @@ impl Reactor {
 
   pub(crate) fn get(&self, t: Token) -> Option<Entry> {
     self.entries.get(t)
+  }
+
+  /// Registers `fd` for `token` (edge-triggered; `interest` from [`poller::READ`] and
+  /// [`poller::WRITE`]).
+  pub(crate) fn register(&self, fd: std::os::fd::RawFd, token: Token, interest: u32) -> std::io::Result<()> {
+    self.poller.register(fd, token, interest)
+  }
+
+  pub(crate) fn reregister(&self, fd: std::os::fd::RawFd, token: Token, interest: u32) -> std::io::Result<()> {
+    self.poller.reregister(fd, token, interest)
+  }
+
+  pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, token: Token) -> std::io::Result<()> {
+    self.poller.deregister(fd, token)
+  }
+
+  /// Leaves direct mode: every registration in libuv's set moves to the nested set.
+  fn fall_back(&mut self) {
+    self.poller.fall_back();
+    for (token, e) in self.entries.all() {
+      let reg = match &e {
+        Entry::Conn(c) => c.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(|io| (io.fd(), poller::READ | poller::WRITE))),
+        Entry::Listener(l) => l.fd().map(|fd| (fd, poller::READ)),
+        Entry::Linger(l) => l.fd().map(|fd| (fd, poller::WRITE)),
+      };
+      if let Some((fd, interest)) = reg {
+        self.poller.migrate(fd, token, interest);
+      }
+    }
+  }
+
+  /// The readiness reports of one round of a wake-up: on its first round libuv's dispatch (direct)
+  /// or the nested set, later a zero-timeout re-poll.
+  /// `true` if a re-poll also found other handles' fds ready: the wake-up then ends after this
+  /// round, so libuv gets to them without waiting for the re-poll budget.
+  fn gather(&mut self, first: bool, raw: &mut Vec<Raw>) -> bool {
+    raw.clear();
+    if first {
+      if !self.poller.take_dispatch(raw) {
+        self.fall_back();
+      }
+      if !self.poller.is_direct() {
+        self.poller.poll_nested(raw);
+        return false;
+      }
+    } else {
+      self.poller.poll_now(raw);
+    }
+    let (mut nested, mut foreign) = (false, false);
+    for r in raw.iter() {
+      match self.poller.decode(*r) {
+        Decoded::Nested => nested = true,
+        Decoded::Foreign => foreign = true,
+        _ => {}
+      }
+    }
+    if nested {
+      self.poller.poll_nested(raw);
+    }
+    foreign
+  }
+
+  /// The entry a readiness report is for, with the report.
+  fn resolve(&self, raw: Raw) -> Option<(Entry, poller::Ready)> {
+    let (token, bits) = match self.poller.decode(raw) {
+      Decoded::Token(t, bits) => (t, bits),
+      Decoded::Tagged(idx, gen, bits) => (self.entries.token_at(idx, gen)?, bits),
+      Decoded::Nested | Decoded::Foreign => return None,
+    };
+    Some((self.entries.get(token)?, poller::Ready::new(bits)))
   }
 
   /// The open connections accepted by `listener` (for `stop(true)`).
@@ -264,9 +336,9 @@ pub(crate) struct Scopes {
 }
 
 unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
-  if status < 0 {
-    return;
-  }
+  // libuv stops a `uv_poll_t` whose event carries EPOLLERR; in direct mode that event is a
+  // socket's (it is handled below, like any other). The handle starts again on the way out.
+  let _restart = (status < 0).then(|| Restart);
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
   crate::handlers::sweep(env);
@@ -283,39 +355,51 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     if round > 0 && !repoll {
       break;
     }
-    let Some(mut events) = with(|r| r.events.take()).flatten() else { break };
-    let polled = with(|r| r.poll.poll(&mut events, Some(Duration::ZERO)).is_ok()).unwrap_or(false);
+    let Some(mut raw) = with(|r| r.raw.take()).flatten() else { break };
+    let foreign = with(|r| r.gather(round == 0, &mut raw)).unwrap_or(false);
     let mut n = 0usize;
     // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
     // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
     // with peers in other processes, opens no second one).
     let mut hs: Option<HandleScope> = None;
-    if polled {
-      for ev in events.iter() {
-        if n > 0 && n % 16 == 0 {
-          drop(hs.take());
-          hs = Some(HandleScope::open(env));
-        }
-        n += 1;
-        let Some(entry) = with(|r| r.get(ev.token())).flatten() else { continue };
-        match entry {
-          Entry::Conn(c) => crate::conn::on_event(env, &c, ev),
-          Entry::Listener(l) => crate::listener::on_readable(env, &l),
-          Entry::Linger(l) => l.flush(),
-        }
+    for ev in raw.iter() {
+      let Some((entry, ready)) = with(|r| r.resolve(*ev)).flatten() else { continue };
+      if n > 0 && n % 16 == 0 {
+        drop(hs.take());
+        hs = Some(HandleScope::open(env));
+      }
+      n += 1;
+      match entry {
+        Entry::Conn(c) => crate::conn::on_event(env, &c, &ready),
+        Entry::Listener(l) => crate::listener::on_readable(env, &l),
+        Entry::Linger(l) => l.flush(),
       }
     }
     drop(hs);
-    let _ = with(|r| r.events = Some(events));
+    let _ = with(|r| r.raw = Some(raw));
     handled += n;
     if round > 0 {
       misses = if n == 0 { misses.saturating_add(1) } else { 0 };
     }
-    if n == 0 || handled >= SPIN_EVENT_BUDGET || started.elapsed() >= SPIN_TIME_BUDGET {
+    if n == 0 || foreign || handled >= SPIN_EVENT_BUDGET || started.elapsed() >= SPIN_TIME_BUDGET {
       break;
     }
   }
   SPIN.with(|c| c.set((misses, wakes)));
+}
+
+/// Starts the reactor's `uv_poll_t` again when dropped (see `on_poll`).
+struct Restart;
+
+impl Drop for Restart {
+  fn drop(&mut self) {
+    crate::debug::debug!("poller: poll handle restarted after an error event");
+    let _ = with(|r| {
+      if let Some(h) = &r.uv_poll {
+        h.restart_poll(on_poll);
+      }
+    });
+  }
 }
 
 thread_local! {

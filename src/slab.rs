@@ -89,6 +89,18 @@ impl Slab {
     std::mem::replace(slot, Slot::Free(gen)).into_entry()
   }
 
+  /// The token of the entry at `idx` if the low 12 bits of its generation are `gen12`.
+  pub(crate) fn token_at(&self, idx: usize, gen12: u64) -> Option<Token> {
+    let slot = self.slots.get(idx)?;
+    let gen = slot.gen();
+    (!matches!(slot, Slot::Free(_)) && u64::from(gen) & 0xfff == gen12).then(|| Token(((gen as usize) << 32) | idx))
+  }
+
+  /// Every entry with its token.
+  pub(crate) fn all(&self) -> Vec<(Token, Entry)> {
+    self.slots.iter().enumerate().filter_map(|(i, s)| s.entry().map(|e| (Token(((s.gen() as usize) << 32) | i), e))).collect()
+  }
+
   /// The open connections accepted by `listener`.
   pub(crate) fn conns_of(&self, listener: &Rc<ListenerCore>) -> Vec<Rc<Conn>> {
     let accepted = |c: &Rc<Conn>| c.st.try_borrow().is_ok_and(|st| st.listener.as_ref().is_some_and(|l| Rc::ptr_eq(l, listener)));

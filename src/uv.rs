@@ -26,7 +26,9 @@ extern "C" {
 
 const UV_POLL: c_int = 8;
 const UV_TIMER: c_int = 13;
-const UV_READABLE: c_int = 1;
+/// Every event kind: libuv masks a dispatched event with the handle's interest, and in direct
+/// mode (src/poller.rs) the events are the sockets'.
+const UV_ALL_EVENTS: c_int = 1 | 2 | 4 | 8;
 
 /// Storage for any libuv handle (uv_poll_t and uv_timer_t are far below 256 bytes on 64-bit).
 #[repr(C, align(16))]
@@ -47,7 +49,7 @@ impl Handle {
     Some(Handle(Box::into_raw(Box::new(HandleBuf([0; 256]))).cast::<c_void>()))
   }
 
-  /// A started `uv_poll_t` on `fd` (readable), initially unref'd.
+  /// A started `uv_poll_t` on `fd` (all events), initially unref'd.
   pub(crate) fn poll(lp: *mut c_void, fd: c_int, cb: PollCb) -> Option<Handle> {
     let h = Handle::alloc(UV_POLL)?;
     unsafe {
@@ -55,7 +57,7 @@ impl Handle {
         drop(Box::from_raw(h.0.cast::<HandleBuf>()));
         return None;
       }
-      uv_poll_start(h.0, UV_READABLE, cb);
+      uv_poll_start(h.0, UV_ALL_EVENTS, cb);
       uv_unref(h.0);
     }
     Some(h)
@@ -73,6 +75,11 @@ impl Handle {
       uv_unref(h.0);
     }
     Some(h)
+  }
+
+  /// Starts a poll handle again after libuv stopped it (an error event).
+  pub(crate) fn restart_poll(&self, cb: PollCb) {
+    unsafe { uv_poll_start(self.0, UV_ALL_EVENTS, cb) };
   }
 
   pub(crate) fn set_ref(&self, on: bool) {

@@ -1,0 +1,46 @@
+// The reactor's two readiness modes (src/poller.rs), each in a child process: registration in
+// libuv's own epoll set (the default where libuv's layout is known), the nested epoll set
+// (BUNNET_NESTED_EPOLL=1), and the fall-back from the first to the second with sockets already
+// registered (BUNNET_NESTED_EPOLL=late). The rest of the suite runs in the default mode.
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+import test from 'ava'
+
+const fixture = fileURLToPath(new URL('./fixtures/poller.mjs', import.meta.url))
+
+function run(mode) {
+  const env = { ...process.env, NODE_DEBUG: 'bunnet', BUNNET_NESTED_EPOLL: mode }
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [fixture], { env, timeout: 60000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${err.message}\n${stderr.slice(-2000)}`))
+      resolve({ result: JSON.parse(stdout.trim().split('\n').pop()), log: stderr })
+    })
+  })
+}
+
+const expected = { echoed: [true, true, true, true, true], refusedCode: 'ECONNREFUSED' }
+
+test('direct mode (the default on this Node): echo, backpressure, pause/resume, a refused connect', async (t) => {
+  const { result, log } = await run('')
+  t.deepEqual(result, expected)
+  // Node 20 ships libuv 1.46.0, the layout direct mode knows; another libuv runs nested.
+  const direct = process.versions.uv === '1.46.0'
+  t.is(log.includes('poller: direct'), direct, log.split('\n')[0])
+  t.false(log.includes('failed validation'))
+  // The refused connect's error event stops libuv's poll handle in direct mode.
+  if (direct) t.true(log.includes('poll handle restarted after an error event'))
+})
+
+test('nested mode: the same traffic', async (t) => {
+  const { result, log } = await run('1')
+  t.deepEqual(result, expected)
+  t.true(log.includes('poller: nested epoll set'))
+})
+
+test('fall-back from direct to nested at the first dispatch loses nothing', async (t) => {
+  t.timeout(60000)
+  const { result, log } = await run('late')
+  t.deepEqual(result, expected)
+  if (process.versions.uv === '1.46.0') t.true(log.includes('failed validation; registrations move'))
+})

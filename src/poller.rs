@@ -1,0 +1,289 @@
+//! Where the reactor's fds wait for readiness: directly in libuv's own epoll set where that is
+//! known to work, otherwise in a nested epoll set of bunnet's own.
+//!
+//! Both ways, libuv reports readiness to one `uv_poll_t` that watches the nested set's fd (the
+//! "marker"), and the reactor handles it on the JS thread.
+//!
+//! - **Nested** (any libuv): fds are registered edge-triggered in the nested set, whose fd sits in
+//!   libuv's set. A wake-up costs libuv's `epoll_pwait`, then an `epoll_wait` on the nested set,
+//!   and every readiness change runs two kernel wake-up callbacks (bench/NOTES.md).
+//! - **Direct** (libuv 1.46.0, the version Node 20 ships, with its layout checked at start-up
+//!   and every dispatch validated): fds are registered edge-triggered in libuv's set itself,
+//!   their event data tagged with the marker's fd in the low 32 bits, which is what libuv reads
+//!   as the fd of an event, so libuv hands every such event to the marker's `uv_poll_t`. That
+//!   callback is not told which event it got, so the reactor reads the dispatch's events array
+//!   from libuv's loop (`uv__loop_internal_fields_t.inv`, the record libuv keeps for its own
+//!   `uv__platform_invalidate_fd`), takes all of its own events from it at once and marks them
+//!   invalid (`data.fd = -1`) so libuv skips the rest, as libuv does for a closed fd.
+//!   If a dispatch ever fails validation, every direct registration moves to the nested set
+//!   (re-adding an fd reports its current readiness, so nothing is lost) and direct mode ends.
+//!   `BUNNET_NESTED_EPOLL=1` forces nested mode; `BUNNET_NESTED_EPOLL=late` starts direct and
+//!   falls back at the first dispatch (for the tests of that path).
+//!
+//! Event data, direct: `tag << 32 | marker`, where `tag` = generation (12 bits) << 20 |
+//! (slab index + 1) (20 bits); entries past index 2^20 - 2 are registered nested. The marker's
+//! own readiness (the nested set has events) arrives with `tag` 0. Nested: the full token.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::raw::{c_int, c_uint, c_void};
+
+use mio::Token;
+
+/// Interest in reading (and in the peer's FIN), as mio registers it.
+pub(crate) const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+/// Interest in writing.
+pub(crate) const WRITE: u32 = libc::EPOLLOUT as u32;
+
+const ET: u32 = libc::EPOLLET as u32;
+const IDX_BITS: u32 = 20;
+const IDX_LIMIT: usize = (1 << IDX_BITS) - 1;
+const GEN_MASK: u64 = 0xfff;
+/// libuv 1.46.0, as `uv_version()` reports it.
+const UV_1_46_0: c_uint = (1 << 16) | (46 << 8);
+/// Offsets in libuv 1.46.0 (x86_64 / aarch64 Linux): `uv_loop_t.internal_fields`, and in
+/// `uv__loop_internal_fields_t`: `flags`, `current_timeout`, `ctl.ringfd`, `iou.ringfd`, `inv`.
+const LOOP_INTERNAL_FIELDS: usize = 40;
+const LF_CURRENT_TIMEOUT: usize = 192;
+const LF_CTL_RINGFD: usize = 200 + 120;
+const LF_IOU_RINGFD: usize = 336 + 120;
+const LF_INV: usize = 472;
+/// libuv's events array per `epoll_pwait`.
+const UV_MAX_EVENTS: c_int = 1024;
+
+extern "C" {
+  fn uv_version() -> c_uint;
+  fn uv_backend_fd(lp: *const c_void) -> c_int;
+}
+
+/// `struct uv__invalidate` of libuv 1.46.0 (src/unix/linux.c).
+#[repr(C)]
+struct Invalidate {
+  prep: *mut c_void,
+  events: *mut libc::epoll_event,
+  nfds: c_int,
+}
+
+/// One readiness report, decoded like mio's (so the handlers see what they saw under mio).
+#[derive(Clone, Copy)]
+pub(crate) struct Ready {
+  bits: u32,
+}
+
+impl Ready {
+  pub(crate) fn is_readable(&self) -> bool {
+    self.bits & (libc::EPOLLIN | libc::EPOLLPRI) as u32 != 0
+  }
+  pub(crate) fn is_writable(&self) -> bool {
+    self.bits & libc::EPOLLOUT as u32 != 0
+  }
+  pub(crate) fn is_error(&self) -> bool {
+    self.bits & libc::EPOLLERR as u32 != 0
+  }
+  pub(crate) fn is_read_closed(&self) -> bool {
+    let b = self.bits as c_int;
+    b & libc::EPOLLHUP != 0 || (b & libc::EPOLLIN != 0 && b & libc::EPOLLRDHUP != 0)
+  }
+  pub(crate) fn is_write_closed(&self) -> bool {
+    let b = self.bits as c_int;
+    b & libc::EPOLLHUP != 0 || (b & libc::EPOLLOUT != 0 && b & libc::EPOLLERR != 0) || b == libc::EPOLLERR
+  }
+}
+
+/// A raw event as taken from a set: `(data, bits, from the nested set)`.
+pub(crate) type Raw = (u64, u32, bool);
+
+/// What a raw event is for.
+pub(crate) enum Decoded {
+  /// A nested registration (data is the full token).
+  Token(Token, u32),
+  /// A direct registration: slab index and the low 12 bits of its generation.
+  Tagged(usize, u64, u32),
+  /// The nested set has events.
+  Nested,
+  /// Not ours (another fd in libuv's set).
+  Foreign,
+}
+
+impl Ready {
+  pub(crate) fn new(bits: u32) -> Ready {
+    Ready { bits }
+  }
+}
+
+pub(crate) struct Poller {
+  nested: OwnedFd,
+  backend: c_int,
+  /// `&lfields->inv` while direct mode is on, else null.
+  inv: *const *const Invalidate,
+  buf: Vec<libc::epoll_event>,
+  /// Fail the next dispatch's validation (`BUNNET_NESTED_EPOLL=late`).
+  fail_next: bool,
+}
+
+impl Poller {
+  pub(crate) fn new(lp: *mut c_void) -> io::Result<Poller> {
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    let nested = unsafe { OwnedFd::from_raw_fd(fd) };
+    let backend = unsafe { uv_backend_fd(lp) };
+    let mode = std::env::var("BUNNET_NESTED_EPOLL").unwrap_or_default();
+    let nested_only = !(mode.is_empty() || mode == "0" || mode == "late");
+    let inv = if nested_only { std::ptr::null() } else { direct_inv(lp) };
+    let buf = vec![libc::epoll_event { events: 0, u64: 0 }; UV_MAX_EVENTS as usize];
+    Ok(Poller { nested, backend, inv, buf, fail_next: mode == "late" })
+  }
+
+  /// The nested set's fd: what libuv's `uv_poll_t` watches, and the marker of direct events.
+  pub(crate) fn marker(&self) -> RawFd {
+    self.nested.as_raw_fd()
+  }
+
+  pub(crate) fn is_direct(&self) -> bool {
+    !self.inv.is_null()
+  }
+
+  fn target(&self, token: Token) -> (c_int, u64) {
+    let idx = token.0 & 0xffff_ffff;
+    if self.is_direct() && idx < IDX_LIMIT - 1 {
+      let gen = (token.0 >> 32) as u64 & GEN_MASK;
+      let tag = (gen << IDX_BITS) | (idx as u64 + 1);
+      (self.backend, (tag << 32) | u64::from(self.marker() as u32))
+    } else {
+      (self.nested.as_raw_fd(), token.0 as u64)
+    }
+  }
+
+  fn ctl(epfd: c_int, op: c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    if unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) } < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    Ok(())
+  }
+
+  pub(crate) fn register(&self, fd: RawFd, token: Token, interest: u32) -> io::Result<()> {
+    let (epfd, data) = self.target(token);
+    Self::ctl(epfd, libc::EPOLL_CTL_ADD, fd, interest | ET, data)
+  }
+
+  /// Re-arms a registration (edge-triggered: reports the current readiness again).
+  pub(crate) fn reregister(&self, fd: RawFd, token: Token, interest: u32) -> io::Result<()> {
+    let (epfd, data) = self.target(token);
+    Self::ctl(epfd, libc::EPOLL_CTL_MOD, fd, interest | ET, data)
+  }
+
+  pub(crate) fn deregister(&self, fd: RawFd, token: Token) -> io::Result<()> {
+    let (epfd, _) = self.target(token);
+    Self::ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0, 0)
+  }
+
+  /// Moves one registration from libuv's set to the nested set (see [`Poller::fall_back`]).
+  pub(crate) fn migrate(&self, fd: RawFd, token: Token, interest: u32) {
+    if Self::ctl(self.backend, libc::EPOLL_CTL_DEL, fd, 0, 0).is_ok() {
+      let _ = Self::ctl(self.nested.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, interest | ET, token.0 as u64);
+    }
+  }
+
+  /// Ends direct mode (the caller then migrates every registration).
+  pub(crate) fn fall_back(&mut self) {
+    crate::debug::debug!("poller: a libuv dispatch failed validation; registrations move to a nested epoll set");
+    self.inv = std::ptr::null();
+  }
+
+  pub(crate) fn decode(&self, (data, bits, nested): Raw) -> Decoded {
+    if nested {
+      return Decoded::Token(Token(data as usize), bits);
+    }
+    if data as u32 != self.marker() as u32 {
+      return Decoded::Foreign;
+    }
+    let tag = data >> 32;
+    if tag == 0 {
+      return Decoded::Nested;
+    }
+    let idx = (tag & ((1 << IDX_BITS) - 1)) as usize;
+    if idx == 0 {
+      return Decoded::Foreign;
+    }
+    Decoded::Tagged(idx - 1, tag >> IDX_BITS, bits)
+  }
+
+  /// In direct mode, called from the marker's `uv_poll_t` callback: takes every event of ours
+  /// from libuv's current dispatch into `out` (marking each invalid for libuv). `false` if the
+  /// dispatch did not validate (the caller falls back).
+  pub(crate) fn take_dispatch(&mut self, out: &mut Vec<Raw>) -> bool {
+    if self.inv.is_null() {
+      return true;
+    }
+    if std::mem::take(&mut self.fail_next) {
+      return false;
+    }
+    let inv = unsafe { std::ptr::read_volatile(self.inv) };
+    if inv.is_null() {
+      return false;
+    }
+    let (events, nfds) = unsafe { ((*inv).events, (*inv).nfds) };
+    if events.is_null() || !(1..=UV_MAX_EVENTS).contains(&nfds) || (events as usize) % 4 != 0 {
+      return false;
+    }
+    let marker = self.marker() as u32;
+    let before = out.len();
+    for i in 0..nfds as usize {
+      let p = unsafe { events.add(i) };
+      let ev = unsafe { std::ptr::read_unaligned(p) };
+      let data = ev.u64;
+      if data as u32 == marker {
+        out.push((data, ev.events, false));
+        unsafe { std::ptr::write_unaligned(p, libc::epoll_event { events: ev.events, u64: (data & !0xffff_ffff) | 0xffff_ffff }) };
+      }
+    }
+    // libuv called us for one of these: none found means the layout is not what it was checked to be.
+    out.len() > before
+  }
+
+  /// A zero-timeout poll: of libuv's set in direct mode (events that are not ours are left to
+  /// libuv, which sees them again: its registrations are level-triggered), else of the nested set.
+  pub(crate) fn poll_now(&mut self, out: &mut Vec<Raw>) {
+    if self.is_direct() {
+      self.poll_set(self.backend, false, out);
+    } else {
+      self.poll_nested(out);
+    }
+  }
+
+  /// A zero-timeout poll of the nested set.
+  pub(crate) fn poll_nested(&mut self, out: &mut Vec<Raw>) {
+    let fd = self.nested.as_raw_fd();
+    self.poll_set(fd, true, out);
+  }
+
+  fn poll_set(&mut self, epfd: c_int, nested: bool, out: &mut Vec<Raw>) {
+    let n = unsafe { libc::epoll_wait(epfd, self.buf.as_mut_ptr(), self.buf.len() as c_int, 0) };
+    for ev in self.buf.iter().take(n.max(0) as usize) {
+      let (data, bits) = (ev.u64, ev.events);
+      out.push((data, bits, nested));
+    }
+  }
+}
+
+/// `&lfields->inv` if this is libuv 1.46.0 and its loop looks the way that version lays it out.
+fn direct_inv(lp: *mut c_void) -> *const *const Invalidate {
+  if unsafe { uv_version() } != UV_1_46_0 || cfg!(not(target_pointer_width = "64")) {
+    return std::ptr::null();
+  }
+  let lf = unsafe { std::ptr::read(lp.cast::<u8>().add(LOOP_INTERNAL_FIELDS).cast::<*const u8>()) };
+  if lf.is_null() {
+    return std::ptr::null();
+  }
+  let read_int = |off: usize| unsafe { std::ptr::read(lf.add(off).cast::<c_int>()) };
+  let flags = unsafe { std::ptr::read(lf.cast::<c_uint>()) };
+  let fd_ok = |fd: c_int| fd == -1 || (fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+  let plausible = flags & !1 == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(read_int(LF_CTL_RINGFD)) && fd_ok(read_int(LF_IOU_RINGFD));
+  if !plausible {
+    return std::ptr::null();
+  }
+  unsafe { lf.add(LF_INV).cast::<*const Invalidate>() }
+}
