@@ -44,3 +44,23 @@ test('fall-back from direct to nested at the first dispatch loses nothing', asyn
   t.deepEqual(result, expected)
   if (process.versions.uv === '1.46.0') t.true(log.includes('failed validation; registrations move'))
 })
+
+test("waiting for the next event inside the poll callback still counts as idle in eventLoopUtilization()", async (t) => {
+  // In direct mode a wake-up keeps waiting in libuv's epoll set for the next event (up to the
+  // next timer); that wait must read as idle, as libuv's own wait does. Sparse traffic: one
+  // round trip every 20 ms for ~1 s, nearly all of it spent waiting.
+  const { performance } = await import('node:perf_hooks')
+  const { connect, listen } = await import('../index.mjs')
+  const server = listen({ hostname: '127.0.0.1', port: 0, socket: { data: (s, b) => s.write(b) } })
+  let got = 0
+  const sock = await connect({ hostname: '127.0.0.1', port: server.port, socket: { data: () => got++ } })
+  const e0 = performance.eventLoopUtilization()
+  const timer = setInterval(() => sock.write('x'), 20)
+  await new Promise((r) => setTimeout(r, 1000))
+  clearInterval(timer)
+  const { utilization } = performance.eventLoopUtilization(e0)
+  sock.end()
+  server.stop(true)
+  t.true(got >= 20, `round trips: ${got}`)
+  t.true(utilization < 0.5, `utilization ${utilization}`)
+})

@@ -20,6 +20,15 @@
 //!   `BUNNET_NESTED_EPOLL=1` forces nested mode; `BUNNET_NESTED_EPOLL=late` starts direct and
 //!   falls back at the first dispatch (for the tests of that path).
 //!
+//! In direct mode a wake-up does not return to libuv as soon as its events are handled: it waits
+//! in libuv's set itself for the next one (`epoll_wait` on `uv_backend_fd`, never past what
+//! `uv_backend_timeout` allows: a timer, an immediate, a closing handle), so a socket's next
+//! event is handled without the loop turn in between (libuv's post-wake bookkeeping and Node's
+//! immediate check: ~0.4 us per wake-up, bench/NOTES.md). Any other handle's fd that becomes
+//! ready ends the wait and returns to libuv, which sees it again (its registrations are
+//! level-triggered), so nothing else waits longer than it would have. The wait is counted as
+//! idle time in libuv's loop metrics, so `performance.eventLoopUtilization()` is unchanged.
+//!
 //! Event data, direct: `tag << 32 | marker`, where `tag` = generation (12 bits) << 20 |
 //! (slab index + 1) (20 bits); entries past index 2^20 - 2 are registered nested. The marker's
 //! own readiness (the nested set has events) arrives with `tag` 0. Nested: the full token.
@@ -48,6 +57,11 @@ const LF_CURRENT_TIMEOUT: usize = 192;
 const LF_CTL_RINGFD: usize = 200 + 120;
 const LF_IOU_RINGFD: usize = 336 + 120;
 const LF_INV: usize = 472;
+/// `loop_metrics.provider_idle_time` and `loop_metrics.lock` in the internal fields, and the
+/// flag that says idle time is being measured (Node turns it on for `eventLoopUtilization()`).
+const LF_IDLE_TIME: usize = 144;
+const LF_METRICS_LOCK: usize = 152;
+const UV_METRICS_IDLE_TIME: c_uint = 1;
 /// libuv's events array per `epoll_pwait`.
 const UV_MAX_EVENTS: c_int = 1024;
 
@@ -251,6 +265,39 @@ impl Poller {
       self.poll_set(self.backend, false, out);
     } else {
       self.poll_nested(out);
+    }
+  }
+
+  /// A blocking poll of libuv's set (direct mode), up to `ms`.
+  pub(crate) fn wait(&mut self, out: &mut Vec<Raw>, ms: c_int) {
+    if self.is_direct() {
+      let n = unsafe { libc::epoll_wait(self.backend, self.buf.as_mut_ptr(), self.buf.len() as c_int, ms) };
+      for ev in self.buf.iter().take(n.max(0) as usize) {
+        let (data, bits) = (ev.u64, ev.events);
+        out.push((data, bits, false));
+      }
+    }
+  }
+
+  /// Counts `d` (a wait in libuv's set from inside a callback) as idle time in libuv's loop
+  /// metrics, as libuv counts its own waits, so `performance.eventLoopUtilization()` reads the
+  /// same as it would had libuv waited.
+  pub(crate) fn add_idle_time(&self, d: std::time::Duration) {
+    if self.inv.is_null() {
+      return;
+    }
+    unsafe {
+      let lf = self.inv.cast::<u8>().sub(LF_INV).cast_mut();
+      if std::ptr::read(lf.cast::<c_uint>()) & UV_METRICS_IDLE_TIME == 0 {
+        return;
+      }
+      let lock = lf.add(LF_METRICS_LOCK).cast::<libc::pthread_mutex_t>();
+      if libc::pthread_mutex_lock(lock) != 0 {
+        return;
+      }
+      let idle = lf.add(LF_IDLE_TIME).cast::<u64>();
+      *idle = (*idle).wrapping_add(d.as_nanos() as u64);
+      libc::pthread_mutex_unlock(lock);
     }
   }
 

@@ -37,6 +37,8 @@ use crate::uv;
 /// (a local peer echoing) are picked up without another trip through libuv's epoll_wait, while
 /// the bounds keep timers and other handles from starving.
 const SPIN_ROUNDS: u32 = 64;
+/// Longest one wait of a wake-up in libuv's epoll set (direct mode; see `on_poll`).
+const OWN_WAIT_CAP_MS: c_int = 100;
 /// Consecutive empty re-polls after which `on_poll` stops re-polling (see there).
 const SPIN_MISSES_TO_SKIP: u32 = 8;
 /// Events after which a wake-up stops re-polling and returns to libuv (timers, other handles).
@@ -67,6 +69,7 @@ pub(crate) struct Reactor {
   raw: Option<Vec<Raw>>,
   entries: Slab,
   uv_poll: Option<uv::Handle>,
+  lp: *mut c_void,
   timer: Option<uv::Handle>,
   /// When the uv timer will next fire, if it is running.
   timer_due: Option<Instant>,
@@ -108,13 +111,11 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
     return Ok(());
   }
   let mut lp = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_get_uv_event_loop(env, &mut lp) })
-    .map_err(|_| napi::Error::from_reason("napi_get_uv_event_loop failed"))?;
+  js::check(unsafe { sys::napi_get_uv_event_loop(env, &mut lp) }).map_err(|_| napi::Error::from_reason("napi_get_uv_event_loop failed"))?;
   let lp = lp.cast::<c_void>();
   let poller = Poller::new(lp)?;
   crate::debug::debug!("poller: {}", if poller.is_direct() { "direct (libuv's epoll set)" } else { "nested epoll set" });
-  let uv_poll = uv::Handle::poll(lp, poller.marker(), on_poll)
-    .ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
+  let uv_poll = uv::Handle::poll(lp, poller.marker(), on_poll).ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
   let timer = uv::Handle::timer(lp).ok_or_else(|| napi::Error::from_reason("uv_timer_init failed"))?;
   let resource_obj = js::object(env);
   let resource = js::reference(env, resource_obj).map_err(|_| napi::Error::from_reason("napi_create_reference"))?;
@@ -129,6 +130,7 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
       raw: Some(Vec::with_capacity(64)),
       entries: Slab::default(),
       uv_poll: Some(uv_poll),
+      lp,
       timer: Some(timer),
       timer_due: None,
       timers: BinaryHeap::new(),
@@ -199,12 +201,14 @@ impl Reactor {
   }
 
   /// The readiness reports of one round of a wake-up: on its first round libuv's dispatch (direct)
-  /// or the nested set, later a zero-timeout re-poll.
-  /// `true` if a re-poll also found other handles' fds ready: the wake-up then ends after this
-  /// round, so libuv gets to them without waiting for the re-poll budget.
-  fn gather(&mut self, first: bool, raw: &mut Vec<Raw>) -> bool {
+  /// or the nested set, later a wait in libuv's set (direct) or a zero-timeout re-poll (nested).
+  /// `true` if other handles' fds were found ready too: the wake-up then ends after this round,
+  /// so libuv gets to them at once.
+  fn gather(&mut self, round: Round, raw: &mut Vec<Raw>) -> bool {
     raw.clear();
-    if first {
+    if let Round::Wait(ms) = round {
+      self.poller.wait(raw, ms);
+    } else if matches!(round, Round::Dispatch) {
       if !self.poller.take_dispatch(raw) {
         self.fall_back();
       }
@@ -342,50 +346,99 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
   crate::handlers::sweep(env);
+  let Some((direct, lp)) = with(|r| (r.poller.is_direct(), r.lp)) else {
+    return;
+  };
   let mut handled = 0usize;
   let started = Instant::now();
-  // Re-polling pays when handlers make more work ready at once (peers in this process); when
-  // the last re-polls all came back empty (peers elsewhere) they are skipped, except on every
-  // 16th wake-up, which notices when that changes.
+  let mut waited = Duration::ZERO;
+  // Nested mode: re-polling pays when handlers make more work ready at once (peers in this
+  // process); when the last re-polls all came back empty (peers elsewhere) they are skipped,
+  // except on every 16th wake-up, which notices when that changes.
   let (misses, wakes) = SPIN.with(Cell::get);
   let wakes = wakes.wrapping_add(1);
   let repoll = misses < SPIN_MISSES_TO_SKIP || wakes % 16 == 0;
   let mut misses = misses;
-  for round in 0..SPIN_ROUNDS {
-    if round > 0 && !repoll {
+  let mut round = Round::Dispatch;
+  for _ in 0..SPIN_ROUNDS {
+    let Some(mut raw) = with(|r| r.raw.take()).flatten() else {
       break;
+    };
+    let t0 = matches!(round, Round::Wait(_)).then(Instant::now);
+    let foreign = with(|r| r.gather(round, &mut raw)).unwrap_or(false);
+    if let Some(t0) = t0 {
+      let w = t0.elapsed();
+      waited += w;
+      let _ = with(|r| r.poller.add_idle_time(w));
     }
-    let Some(mut raw) = with(|r| r.raw.take()).flatten() else { break };
-    let foreign = with(|r| r.gather(round == 0, &mut raw)).unwrap_or(false);
-    let mut n = 0usize;
-    // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
-    // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
-    // with peers in other processes, opens no second one).
-    let mut hs: Option<HandleScope> = None;
-    for ev in raw.iter() {
-      let Some((entry, ready)) = with(|r| r.resolve(*ev)).flatten() else { continue };
-      if n > 0 && n % 16 == 0 {
-        drop(hs.take());
-        hs = Some(HandleScope::open(env));
-      }
-      n += 1;
-      match entry {
-        Entry::Conn(c) => crate::conn::on_event(env, &c, &ready),
-        Entry::Listener(l) => crate::listener::on_readable(env, &l),
-        Entry::Linger(l) => l.flush(),
-      }
-    }
-    drop(hs);
+    let n = handle_round(env, &raw);
     let _ = with(|r| r.raw = Some(raw));
     handled += n;
-    if round > 0 {
+    if matches!(round, Round::Now) {
       misses = if n == 0 { misses.saturating_add(1) } else { 0 };
     }
-    if n == 0 || foreign || handled >= SPIN_EVENT_BUDGET || started.elapsed() >= SPIN_TIME_BUDGET {
+    if foreign || handled >= SPIN_EVENT_BUDGET || started.elapsed().saturating_sub(waited) >= SPIN_TIME_BUDGET {
       break;
     }
+    round = if direct {
+      // Direct mode: re-poll while that finds events (a peer in this process answers at once),
+      // then wait; a wait that timed out ends the wake-up, and so does anything libuv has due.
+      if n == 0 && matches!(round, Round::Wait(_)) {
+        break;
+      }
+      if n > 0 {
+        Round::Now
+      } else {
+        match uv::backend_timeout(lp) {
+          0 => break,
+          t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
+          t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
+        }
+      }
+    } else {
+      if n == 0 || !repoll {
+        break;
+      }
+      Round::Now
+    };
   }
   SPIN.with(|c| c.set((misses, wakes)));
+}
+
+/// One round of a wake-up (see [`Reactor::gather`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Round {
+  /// The events libuv's dispatch (direct) or the nested set (nested) holds.
+  Dispatch,
+  /// A zero-timeout re-poll.
+  Now,
+  /// A wait in libuv's own epoll set, up to this many ms (direct mode).
+  Wait(c_int),
+}
+
+/// Hands one round's events to their sockets, listeners and flushes; the number handled.
+fn handle_round(env: Env, raw: &[Raw]) -> usize {
+  let mut n = 0usize;
+  // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
+  // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
+  // with peers in other processes, opens no second one).
+  let mut hs: Option<HandleScope> = None;
+  for ev in raw {
+    let Some((entry, ready)) = with(|r| r.resolve(*ev)).flatten() else {
+      continue;
+    };
+    if n > 0 && n % 16 == 0 {
+      drop(hs.take());
+      hs = Some(HandleScope::open(env));
+    }
+    n += 1;
+    match entry {
+      Entry::Conn(c) => crate::conn::on_event(env, &c, &ready),
+      Entry::Listener(l) => crate::listener::on_readable(env, &l),
+      Entry::Linger(l) => l.flush(),
+    }
+  }
+  n
 }
 
 /// Starts the reactor's `uv_poll_t` again when dropped (see `on_poll`).
@@ -422,7 +475,9 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
     let _ = with(|r| r.adjust_refs(-1));
   }
   for token in kicks {
-    let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else { continue };
+    let Some(Entry::Conn(c)) = with(|r| r.get(token)).flatten() else {
+      continue;
+    };
     let _hs = HandleScope::open(env);
     crate::conn::on_kick(env, &c);
   }
@@ -467,7 +522,9 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
   // Anything below that touches a JS handle (reference deletion, a pending exception left by a
   // terminated worker) needs a scope; cleanup hooks run outside any.
   let _hs = HandleScope::open(env());
-  let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else { return };
+  let Some(mut r) = REACTOR.with(|c| c.try_borrow_mut().ok().and_then(|mut g| g.take())) else {
+    return;
+  };
   r.bridge.close();
   for c in std::mem::take(&mut r.closes) {
     c.forget(env());

@@ -115,3 +115,17 @@ impl Handle {
     }
   }
 }
+
+extern "C" {
+  fn uv_backend_timeout(lp: *const c_void) -> c_int;
+  fn uv_update_time(lp: *mut c_void);
+}
+
+/// How long libuv itself would block now (ms; `-1` for no limit, `0` when something is due:
+/// a timer, an immediate, a closing handle, a stop request), with the loop's clock updated first.
+pub(crate) fn backend_timeout(lp: *mut c_void) -> c_int {
+  unsafe {
+    uv_update_time(lp);
+    uv_backend_timeout(lp)
+  }
+}
