@@ -360,16 +360,15 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
   let repoll = misses < SPIN_MISSES_TO_SKIP || wakes % 16 == 0;
   let mut misses = misses;
   let mut round = Round::Dispatch;
+  // The clock as of the end of the last round (a wait starts right after it).
+  let mut now = started;
   for _ in 0..SPIN_ROUNDS {
     let Some(mut raw) = with(|r| r.raw.take()).flatten() else {
       break;
     };
-    let t0 = matches!(round, Round::Wait(_)).then(Instant::now);
     let foreign = with(|r| r.gather(round, &mut raw)).unwrap_or(false);
-    if let Some(t0) = t0 {
-      let w = t0.elapsed();
-      waited += w;
-      let _ = with(|r| r.poller.add_idle_time(w));
+    if matches!(round, Round::Wait(_)) {
+      waited += now.elapsed();
     }
     let n = handle_round(env, &raw);
     let _ = with(|r| r.raw = Some(raw));
@@ -377,7 +376,8 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     if matches!(round, Round::Now) {
       misses = if n == 0 { misses.saturating_add(1) } else { 0 };
     }
-    if foreign || handled >= SPIN_EVENT_BUDGET || started.elapsed().saturating_sub(waited) >= SPIN_TIME_BUDGET {
+    now = Instant::now();
+    if foreign || handled >= SPIN_EVENT_BUDGET || now.saturating_duration_since(started).saturating_sub(waited) >= SPIN_TIME_BUDGET {
       break;
     }
     round = if direct {
@@ -403,6 +403,12 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
     };
   }
   SPIN.with(|c| c.set((misses, wakes)));
+  if !waited.is_zero() {
+    // Counted once per wake-up (libuv's metrics take a mutex); JS that reads the loop's
+    // utilization from a handler meanwhile sees the wake-up's waits as busy, as it would see
+    // the handler's own time.
+    let _ = with(|r| r.poller.add_idle_time(waited));
+  }
 }
 
 /// One round of a wake-up (see [`Reactor::gather`]).
