@@ -51,7 +51,8 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
       }
     }
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
-    // shutdown syscalls: the fd is never duplicated, and mio keeps no per-registration state).
+    // shutdown syscalls: the fd is never duplicated, and the poller keeps no per-registration
+    // state).
     if let Some(io) = st.io.take() {
       match (how, st.extra.as_mut().and_then(|x| x.unsent.take())) {
         (How::Graceful, Some(rest)) => {

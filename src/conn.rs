@@ -201,7 +201,7 @@ impl Conn {
         // the wire, so no writable edge would come. Re-arm one so `drain` still fires.
         let token = self.token.get();
         if let Some(io) = st.io.as_mut() {
-          let _ = reactor::with(|r| r.reregister(io.fd(), token, crate::poller::READ | crate::poller::WRITE));
+          let _ = reactor::with(|r| r.reregister(io.fd(), token, crate::poller::CONN));
         }
       }
       return n;

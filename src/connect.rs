@@ -108,7 +108,7 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
     Ok(io) => io,
     Err(e) => return post_failure(conn, e),
   };
-  let registered = reactor::with(|r| r.register(io.fd(), token, crate::poller::READ | crate::poller::WRITE));
+  let registered = reactor::with(|r| r.register(io.fd(), token, crate::poller::CONN));
   if let Some(Err(e)) = registered {
     return post_failure(conn, e);
   }

@@ -262,7 +262,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<
   let registered = reactor::with(|r| {
     let token = r.insert(Entry::Conn(conn.clone()));
     conn.token.set(token);
-    r.register(io.fd(), token, crate::poller::READ | crate::poller::WRITE)
+    r.register(io.fd(), token, crate::poller::CONN)
   });
   let Some(Ok(())) = registered else {
     reactor::with(|r| r.remove(conn.token.get()));

@@ -43,11 +43,14 @@ use mio::Token;
 pub(crate) const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 /// Interest in writing.
 pub(crate) const WRITE: u32 = libc::EPOLLOUT as u32;
+/// What a connection is registered for, whatever its state (what [`Poller::migrate`] re-registers).
+pub(crate) const CONN: u32 = READ | WRITE;
 
 const ET: u32 = libc::EPOLLET as u32;
 const IDX_BITS: u32 = 20;
 const IDX_LIMIT: usize = (1 << IDX_BITS) - 1;
-const GEN_MASK: u64 = 0xfff;
+/// The bits of a slab generation a direct registration's tag carries.
+pub(crate) const GEN_MASK: u64 = 0xfff;
 /// libuv 1.46.0, as `uv_version()` reports it.
 const UV_1_46_0: c_uint = (1 << 16) | (46 << 8);
 /// Offsets in libuv 1.46.0 (x86_64 / aarch64 Linux): `uv_loop_t.internal_fields`, and in
@@ -262,7 +265,7 @@ impl Poller {
   /// libuv, which sees them again: its registrations are level-triggered), else of the nested set.
   pub(crate) fn poll_now(&mut self, out: &mut Vec<Raw>) {
     if self.is_direct() {
-      self.poll_set(self.backend, false, out);
+      self.poll_set(self.backend, false, 0, out);
     } else {
       self.poll_nested(out);
     }
@@ -271,11 +274,7 @@ impl Poller {
   /// A blocking poll of libuv's set (direct mode), up to `ms`.
   pub(crate) fn wait(&mut self, out: &mut Vec<Raw>, ms: c_int) {
     if self.is_direct() {
-      let n = unsafe { libc::epoll_wait(self.backend, self.buf.as_mut_ptr(), self.buf.len() as c_int, ms) };
-      for ev in self.buf.iter().take(n.max(0) as usize) {
-        let (data, bits) = (ev.u64, ev.events);
-        out.push((data, bits, false));
-      }
+      self.poll_set(self.backend, false, ms, out);
     }
   }
 
@@ -304,11 +303,11 @@ impl Poller {
   /// A zero-timeout poll of the nested set.
   pub(crate) fn poll_nested(&mut self, out: &mut Vec<Raw>) {
     let fd = self.nested.as_raw_fd();
-    self.poll_set(fd, true, out);
+    self.poll_set(fd, true, 0, out);
   }
 
-  fn poll_set(&mut self, epfd: c_int, nested: bool, out: &mut Vec<Raw>) {
-    let n = unsafe { libc::epoll_wait(epfd, self.buf.as_mut_ptr(), self.buf.len() as c_int, 0) };
+  fn poll_set(&mut self, epfd: c_int, nested: bool, ms: c_int, out: &mut Vec<Raw>) {
+    let n = unsafe { libc::epoll_wait(epfd, self.buf.as_mut_ptr(), self.buf.len() as c_int, ms) };
     for ev in self.buf.iter().take(n.max(0) as usize) {
       let (data, bits) = (ev.u64, ev.events);
       out.push((data, bits, nested));
@@ -328,7 +327,7 @@ fn direct_inv(lp: *mut c_void) -> *const *const Invalidate {
   let read_int = |off: usize| unsafe { std::ptr::read(lf.add(off).cast::<c_int>()) };
   let flags = unsafe { std::ptr::read(lf.cast::<c_uint>()) };
   let fd_ok = |fd: c_int| fd == -1 || (fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
-  let plausible = flags & !1 == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(read_int(LF_CTL_RINGFD)) && fd_ok(read_int(LF_IOU_RINGFD));
+  let plausible = flags & !UV_METRICS_IDLE_TIME == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(read_int(LF_CTL_RINGFD)) && fd_ok(read_int(LF_IOU_RINGFD));
   if !plausible {
     return std::ptr::null();
   }

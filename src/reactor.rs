@@ -190,7 +190,7 @@ impl Reactor {
     self.poller.fall_back();
     for (token, e) in self.entries.all() {
       let reg = match &e {
-        Entry::Conn(c) => c.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(|io| (io.fd(), poller::READ | poller::WRITE))),
+        Entry::Conn(c) => c.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(|io| (io.fd(), poller::CONN))),
         Entry::Listener(l) => l.fd().map(|fd| (fd, poller::READ)),
         Entry::Linger(l) => l.fd().map(|fd| (fd, poller::WRITE)),
       };

@@ -69,7 +69,12 @@ impl Slab {
       Entry::Listener(l) => Slot::Listener(gen, l),
       Entry::Linger(l) => Slot::Linger(gen, l),
     };
-    Token(((gen as usize) << 32) | idx as usize)
+    Self::join(gen, idx as usize)
+  }
+
+  /// The token of generation `gen` at `idx` (the inverse of [`Slab::split`]).
+  fn join(gen: u32, idx: usize) -> Token {
+    Token(((gen as usize) << 32) | idx)
   }
 
   /// (generation, index) of a token.
@@ -89,16 +94,17 @@ impl Slab {
     std::mem::replace(slot, Slot::Free(gen)).into_entry()
   }
 
-  /// The token of the entry at `idx` if the low 12 bits of its generation are `gen12`.
-  pub(crate) fn token_at(&self, idx: usize, gen12: u64) -> Option<Token> {
+  /// The token of the entry at `idx` if the bits of its generation that a direct registration
+  /// carries (`poller::GEN_MASK`) are `gen_bits`.
+  pub(crate) fn token_at(&self, idx: usize, gen_bits: u64) -> Option<Token> {
     let slot = self.slots.get(idx)?;
     let gen = slot.gen();
-    (!matches!(slot, Slot::Free(_)) && u64::from(gen) & 0xfff == gen12).then(|| Token(((gen as usize) << 32) | idx))
+    (!matches!(slot, Slot::Free(_)) && u64::from(gen) & crate::poller::GEN_MASK == gen_bits).then(|| Self::join(gen, idx))
   }
 
   /// Every entry with its token.
   pub(crate) fn all(&self) -> Vec<(Token, Entry)> {
-    self.slots.iter().enumerate().filter_map(|(i, s)| s.entry().map(|e| (Token(((s.gen() as usize) << 32) | i), e))).collect()
+    self.slots.iter().enumerate().filter_map(|(i, s)| s.entry().map(|e| (Self::join(s.gen(), i), e))).collect()
   }
 
   /// The open connections accepted by `listener`.

@@ -294,7 +294,7 @@ fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
       if let Some(io) = st.io.as_mut() {
         // Edge-triggered: re-registering re-arms the edge so bytes already waiting are reported.
         let _ = reactor::with(|r| {
-          r.reregister(io.fd(), token, crate::poller::READ | crate::poller::WRITE)
+          r.reregister(io.fd(), token, crate::poller::CONN)
         });
       }
       if tls {
