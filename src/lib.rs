@@ -9,7 +9,8 @@
 //! Layout:
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
-//! - `reactor`: the per-env event dispatch inside libuv, ref counting, timers, teardown; `slab`:
+//! - `reactor`: the per-env event dispatch inside libuv, ref counting, timers, teardown
+//!   (`reactor/wakeup`: one wake-up's rounds, budgets and the in-callback wait); `slab`:
 //!   its token-addressed table of registered fds; `poller`: where fds are registered (libuv's
 //!   epoll set directly, or a nested set) and how a wake-up's events are found
 //! - `conn`: one connection's state machine and event rules; `close`: closing it; `conn_parts`:

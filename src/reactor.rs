@@ -16,10 +16,10 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::raw::{c_int, c_void};
+use std::os::raw::c_void;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Token;
 use napi::sys;
@@ -29,23 +29,12 @@ use crate::conn::Conn;
 use crate::js::{self, Env, HandleScope, TopLevel};
 use crate::linger::Linger;
 use crate::listener::ListenerCore;
-use crate::poller::{self, Decoded, Poller, Raw};
+use crate::poller::{Poller, Raw};
 use crate::slab::Slab;
 use crate::uv;
 
-/// How many extra zero-timeout polls one wake-up may do: replies caused by our own handlers
-/// (a local peer echoing) are picked up without another trip through libuv's epoll_wait, while
-/// the bounds keep timers and other handles from starving.
-const SPIN_ROUNDS: u32 = 64;
-/// Longest one wait of a wake-up in libuv's epoll set (direct mode; see `on_poll`).
-const OWN_WAIT_CAP_MS: c_int = 100;
-/// Consecutive empty re-polls after which `on_poll` stops re-polling (see there).
-const SPIN_MISSES_TO_SKIP: u32 = 8;
-/// Events after which a wake-up stops re-polling and returns to libuv (timers, other handles).
-const SPIN_EVENT_BUDGET: usize = 256;
-/// Time after which a wake-up stops re-polling, whatever the event count (TLS handshakes cost
-/// about a millisecond of CPU each, so counting events alone let timers slip by 60 ms).
-const SPIN_TIME_BUDGET: Duration = Duration::from_millis(2);
+mod wakeup;
+
 
 pub(crate) enum Entry {
   Conn(Rc<Conn>),
@@ -115,7 +104,7 @@ pub(crate) fn ensure(env: Env) -> napi::Result<()> {
   let lp = lp.cast::<c_void>();
   let poller = Poller::new(lp)?;
   crate::debug::debug!("poller: {}", if poller.is_direct() { "direct (libuv's epoll set)" } else { "nested epoll set" });
-  let uv_poll = uv::Handle::poll(lp, poller.marker(), on_poll).ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
+  let uv_poll = uv::Handle::poll(lp, poller.marker(), wakeup::on_poll).ok_or_else(|| napi::Error::from_reason("uv_poll_init failed"))?;
   let timer = uv::Handle::timer(lp).ok_or_else(|| napi::Error::from_reason("uv_timer_init failed"))?;
   let resource_obj = js::object(env);
   let resource = js::reference(env, resource_obj).map_err(|_| napi::Error::from_reason("napi_create_reference"))?;
@@ -183,64 +172,6 @@ impl Reactor {
 
   pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, token: Token) -> std::io::Result<()> {
     self.poller.deregister(fd, token)
-  }
-
-  /// Leaves direct mode: every registration in libuv's set moves to the nested set.
-  fn fall_back(&mut self) {
-    self.poller.fall_back();
-    for (token, e) in self.entries.all() {
-      let reg = match &e {
-        Entry::Conn(c) => c.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(|io| (io.fd(), poller::CONN))),
-        Entry::Listener(l) => l.fd().map(|fd| (fd, poller::READ)),
-        Entry::Linger(l) => l.fd().map(|fd| (fd, poller::WRITE)),
-      };
-      if let Some((fd, interest)) = reg {
-        self.poller.migrate(fd, token, interest);
-      }
-    }
-  }
-
-  /// The readiness reports of one round of a wake-up: on its first round libuv's dispatch (direct)
-  /// or the nested set, later a wait in libuv's set (direct) or a zero-timeout re-poll (nested).
-  /// `true` if other handles' fds were found ready too: the wake-up then ends after this round,
-  /// so libuv gets to them at once.
-  fn gather(&mut self, round: Round, raw: &mut Vec<Raw>) -> bool {
-    raw.clear();
-    if let Round::Wait(ms) = round {
-      self.poller.wait(raw, ms);
-    } else if matches!(round, Round::Dispatch) {
-      if !self.poller.take_dispatch(raw) {
-        self.fall_back();
-      }
-      if !self.poller.is_direct() {
-        self.poller.poll_nested(raw);
-        return false;
-      }
-    } else {
-      self.poller.poll_now(raw);
-    }
-    let (mut nested, mut foreign) = (false, false);
-    for r in raw.iter() {
-      match self.poller.decode(*r) {
-        Decoded::Nested => nested = true,
-        Decoded::Foreign => foreign = true,
-        _ => {}
-      }
-    }
-    if nested {
-      self.poller.poll_nested(raw);
-    }
-    foreign
-  }
-
-  /// The entry a readiness report is for, with the report.
-  fn resolve(&self, raw: Raw) -> Option<(Entry, poller::Ready)> {
-    let (token, bits) = match self.poller.decode(raw) {
-      Decoded::Token(t, bits) => (t, bits),
-      Decoded::Tagged(idx, gen, bits) => (self.entries.token_at(idx, gen)?, bits),
-      Decoded::Nested | Decoded::Foreign => return None,
-    };
-    Some((self.entries.get(token)?, poller::Ready::new(bits)))
   }
 
   /// The open connections accepted by `listener` (for `stop(true)`).
@@ -339,132 +270,6 @@ pub(crate) struct Scopes {
   _hs: HandleScope,
 }
 
-unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events: c_int) {
-  // libuv stops a `uv_poll_t` whose event carries EPOLLERR; in direct mode that event is a
-  // socket's (it is handled below, like any other). The handle starts again on the way out.
-  let _restart = (status < 0).then(|| Restart);
-  let env = env();
-  let Some(_scopes) = enter_js(env) else { return };
-  crate::handlers::sweep(env);
-  let Some((direct, lp)) = with(|r| (r.poller.is_direct(), r.lp)) else {
-    return;
-  };
-  let mut handled = 0usize;
-  let started = Instant::now();
-  let mut waited = Duration::ZERO;
-  // Nested mode: re-polling pays when handlers make more work ready at once (peers in this
-  // process); when the last re-polls all came back empty (peers elsewhere) they are skipped,
-  // except on every 16th wake-up, which notices when that changes.
-  let (misses, wakes) = SPIN.with(Cell::get);
-  let wakes = wakes.wrapping_add(1);
-  let repoll = misses < SPIN_MISSES_TO_SKIP || wakes % 16 == 0;
-  let mut misses = misses;
-  let mut round = Round::Dispatch;
-  // The clock as of the end of the last round (a wait starts right after it).
-  let mut now = started;
-  for _ in 0..SPIN_ROUNDS {
-    let Some(mut raw) = with(|r| r.raw.take()).flatten() else {
-      break;
-    };
-    let foreign = with(|r| r.gather(round, &mut raw)).unwrap_or(false);
-    if matches!(round, Round::Wait(_)) {
-      waited += now.elapsed();
-    }
-    let n = handle_round(env, &raw);
-    let _ = with(|r| r.raw = Some(raw));
-    handled += n;
-    if matches!(round, Round::Now) {
-      misses = if n == 0 { misses.saturating_add(1) } else { 0 };
-    }
-    now = Instant::now();
-    if foreign || handled >= SPIN_EVENT_BUDGET || now.saturating_duration_since(started).saturating_sub(waited) >= SPIN_TIME_BUDGET {
-      break;
-    }
-    round = if direct {
-      // Direct mode: re-poll while that finds events (a peer in this process answers at once),
-      // then wait; a wait that timed out ends the wake-up, and so does anything libuv has due.
-      if n == 0 && matches!(round, Round::Wait(_)) {
-        break;
-      }
-      if n > 0 {
-        Round::Now
-      } else {
-        match uv::backend_timeout(lp) {
-          0 => break,
-          t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
-          t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
-        }
-      }
-    } else {
-      if n == 0 || !repoll {
-        break;
-      }
-      Round::Now
-    };
-  }
-  SPIN.with(|c| c.set((misses, wakes)));
-  if !waited.is_zero() {
-    // Counted once per wake-up (libuv's metrics take a mutex); JS that reads the loop's
-    // utilization from a handler meanwhile sees the wake-up's waits as busy, as it would see
-    // the handler's own time.
-    let _ = with(|r| r.poller.add_idle_time(waited));
-  }
-}
-
-/// One round of a wake-up (see [`Reactor::gather`]).
-#[derive(Clone, Copy)]
-pub(crate) enum Round {
-  /// The events libuv's dispatch (direct) or the nested set (nested) holds.
-  Dispatch,
-  /// A zero-timeout re-poll.
-  Now,
-  /// A wait in libuv's own epoll set, up to this many ms (direct mode).
-  Wait(c_int),
-}
-
-/// Hands one round's events to their sockets, listeners and flushes; the number handled.
-fn handle_round(env: Env, raw: &[Raw]) -> usize {
-  let mut n = 0usize;
-  // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
-  // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
-  // with peers in other processes, opens no second one).
-  let mut hs: Option<HandleScope> = None;
-  for ev in raw {
-    let Some((entry, ready)) = with(|r| r.resolve(*ev)).flatten() else {
-      continue;
-    };
-    if n > 0 && n % 16 == 0 {
-      drop(hs.take());
-      hs = Some(HandleScope::open(env));
-    }
-    n += 1;
-    match entry {
-      Entry::Conn(c) => crate::conn::on_event(env, &c, &ready),
-      Entry::Listener(l) => crate::listener::on_readable(env, &l),
-      Entry::Linger(l) => l.flush(),
-    }
-  }
-  n
-}
-
-/// Starts the reactor's `uv_poll_t` again when dropped (see `on_poll`).
-struct Restart;
-
-impl Drop for Restart {
-  fn drop(&mut self) {
-    crate::debug::debug!("poller: poll handle restarted after an error event");
-    let _ = with(|r| {
-      if let Some(h) = &r.uv_poll {
-        h.restart_poll(on_poll);
-      }
-    });
-  }
-}
-
-thread_local! {
-  /// (consecutive re-polls that found nothing, wake-ups): see `on_poll`.
-  static SPIN: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
-}
 
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
   let env = env();
