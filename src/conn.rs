@@ -104,8 +104,8 @@ pub(crate) struct ConnState {
   pub bytes_written: u64,
   pub remote: Option<Remote>,
   pub is_v6: bool,
-  /// The last read was a large one: the next goes into a buffer of its own (see `readbuf`).
-  pub large_reads: bool,
+  /// The size predicted for the next read, from the last ones (see `readbuf`).
+  pub read_size: readbuf::ReadSize,
   /// The TLS session, on TLS sockets.
   pub tls: Option<Box<crate::tls::TlsState>>,
   /// What few connections use, allocated on first use so an idle connection stays small
@@ -139,7 +139,7 @@ impl Conn {
         bytes_written: 0,
         remote: None,
         is_v6: false,
-        large_reads: false,
+        read_size: readbuf::ReadSize::Small,
         tls: None,
         extra: None,
       }),
@@ -396,7 +396,7 @@ pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
         return;
       }
       let Some(io) = st.io.as_ref() else { return };
-      readbuf::read(env, io, h.binary_type, &mut st.large_reads)
+      readbuf::read(env, io, h.binary_type, &mut st.read_size)
     };
     match r {
       Read::Data(chunk, full) => {
@@ -442,4 +442,3 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
     close(env, conn, How::Graceful, None);
   }
 }
-

@@ -110,6 +110,40 @@ export async function chunksShowNoStaleMemoryAfterThem(t) {
   t.deepEqual(stale, [])
 }
 
+export async function bulkChunksPinAtMostTwiceTheirSize(t) {
+  // Bulk reads go into buffers of their own (not the shared slab). A read that fills less than
+  // half of one is copied out, so that a handler keeping small chunks does not keep a mostly
+  // empty buffer alive with each. Senders of several sizes make reads of many lengths.
+  const SLAB = 256 * 1024
+  const wasteful = []
+  let own = 0
+  let received = 0
+  let want = 0
+  let arrived = deferred()
+  const l = server(t, {
+    data(s, d) {
+      received += d.length
+      if (d.buffer.byteLength !== SLAB) {
+        own++
+        if (d.buffer.byteLength > 2 * d.length) wasteful.push([d.length, d.buffer.byteLength])
+      }
+      if (received === want) arrived.resolve()
+    },
+  })
+  for (const [size, piece] of [[(4 << 20) + 3000, 64 * 1024], [(2 << 20) + 77, 40 * 1024], [(2 << 20) + 5, 20 * 1024 + 3]]) {
+    received = 0
+    want = size
+    arrived = deferred()
+    const out = sender(Buffer.alloc(size, 0x61), piece)
+    const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain: (s) => out.pump(s), data() {} } })
+    out.pump(c)
+    await arrived.promise
+    c.end()
+  }
+  t.true(own > 0, 'no read went into a buffer of its own')
+  t.deepEqual(wasteful, [])
+}
+
 export async function openThrowGoesToErrorThenCloseAndStillResolves(t) {
   const l = server(t, { data() {} })
   const log = []

@@ -231,7 +231,7 @@ fn deliver_plaintext(env: Env, c: &Conn) {
       if !t.done {
         return;
       }
-      readbuf::read_from(env, h.binary_type, &mut st.large_reads, |b| t.fill(b))
+      readbuf::read_from(env, h.binary_type, &mut st.read_size, |b| t.fill(b))
     };
     match r {
       Read::Data(chunk, _) => {
