@@ -4,8 +4,8 @@
 // Symbol.dispose and Symbol.toStringTag on the prototypes.
 const binding = require('./binding.js')
 
-const { Socket, SocketListener } = binding.classes()
-const nativeConnect = binding.connect
+// `connect` here reads the options and handlers in JS and passes them on (src/connect.rs).
+const { Socket, SocketListener, connect: fastConnect } = binding.classes()
 const nativeListen = binding.listen
 
 /**
@@ -13,7 +13,7 @@ const nativeListen = binding.listen
  * @param {object} options
  */
 function connect(options) {
-  return nativeConnect(options)
+  return fastConnect(options)
 }
 
 /**

@@ -192,9 +192,7 @@ unsafe fn recent<'a, T: Class>(env: Env, this: Value) -> Option<&'a T> {
 unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   let mut ctx = Ctx { env, this: ptr::null_mut(), argc: 3, args: [ptr::null_mut(); 3] };
   let mut data = ptr::null_mut();
-  if sys::napi_get_cb_info(env, info, &mut ctx.argc, ctx.args.as_mut_ptr(), &mut ctx.this, &mut data)
-    != sys::Status::napi_ok
-  {
+  if sys::napi_get_cb_info(env, info, &mut ctx.argc, ctx.args.as_mut_ptr(), &mut ctx.this, &mut data) != sys::Status::napi_ok {
     return ptr::null_mut();
   }
   let found = T::hinted(env, ctx.this).or_else(|| recent::<T>(env, ctx.this)).or_else(|| {
@@ -208,8 +206,12 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
   };
   // SAFETY: `data` is the `Method<T>` this callback was registered with in `define`.
   let f: Method<T> = std::mem::transmute::<*mut c_void, Method<T>>(data);
-  let result = catch_unwind(AssertUnwindSafe(|| f(obj, &ctx)));
-  // Handler sets dropped by this call (a close) release their functions now, with a scope open.
+  finish(env, catch_unwind(AssertUnwindSafe(|| f(obj, &ctx))))
+}
+
+/// The end of a native call from JS: handler sets dropped by it (a close) release their functions
+/// now, with a scope open; an error or a caught panic is thrown.
+pub(crate) fn finish(env: Env, result: std::thread::Result<napi::Result<Value>>) -> sys::napi_value {
   crate::handlers::sweep(env);
   match result {
     Ok(Ok(v)) => v,
@@ -265,16 +267,7 @@ pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
     .collect();
   let mut ctor = ptr::null_mut();
   js::check(unsafe {
-    sys::napi_define_class(
-      env,
-      T::NAME.as_ptr().cast(),
-      T::NAME.len() as isize,
-      Some(construct),
-      ptr::null_mut(),
-      props.len(),
-      props.as_ptr(),
-      &mut ctor,
-    )
+    sys::napi_define_class(env, T::NAME.as_ptr().cast(), T::NAME.len() as isize, Some(construct), ptr::null_mut(), props.len(), props.as_ptr(), &mut ctor)
   })
   .map_err(|_| crate::error::pending())?;
   let r = js::reference(env, ctor).map_err(|_| crate::error::pending())?;

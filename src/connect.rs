@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::poller::Ready;
@@ -12,13 +13,58 @@ use napi::sys;
 use crate::bridge::{self, Completion};
 use crate::conn::{self, Conn, How, Io, Pending, Phase};
 use crate::error::SysError;
-use crate::handlers::{Event, HandlerRef};
+use crate::handlers::{Event, HandlerRef, HANDLER_KEYS};
 use crate::js::{self, Called, Env, Value};
-use crate::options::{self, Entry as OptEntry, Target, Tls};
+use crate::options::{self, Entry as OptEntry, Preread, Target, Tls};
 use crate::reactor::{self, Entry};
 
 pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
-  let cfg = options::parse(env, options, OptEntry::Connect).map_err(|e| e.throw(env))?;
+  connect_with(env, options, Preread(None))
+}
+
+/// Arguments of a fast-path call: the options, then the values of `OPTION_KEYS` and `HANDLER_KEYS`.
+const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
+
+/// The JS `connect(options)` of this environment. An options object whose `socket` is an object
+/// has its options and handlers read by property loads in JS, in the order of `OPTION_KEYS` and
+/// `HANDLER_KEYS`, and passed as arguments (see `options::Preread`); anything else is passed on
+/// alone and read (and reported) natively. The values are the same either way: only a getter
+/// could tell, by being called for a key the native path would have skipped (`host` when
+/// `hostname` is set, `hostname` when `unix` is).
+pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
+  let opts: Vec<String> = options::OPTION_KEYS.iter().map(|k| if *k == "socket" { "s".into() } else { format!("o.{k}") }).collect();
+  let hs: Vec<String> = HANDLER_KEYS.iter().map(|k| format!("s.{k}")).collect();
+  let src = format!(
+    "(native => function connect(o) {{ if (typeof o !== 'object' || o === null) return native(o); const s = o.socket; \
+     if (typeof s !== 'object' || s === null) return native(o); return native(o, {}, {}) }})",
+    opts.join(", "),
+    hs.join(", ")
+  );
+  let pending = |_| crate::error::pending();
+  let mut make = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_run_script(env, js::string(env, &src), &mut make) }).map_err(pending)?;
+  let mut native = std::ptr::null_mut();
+  let name = "connect";
+  js::check(unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(connect_cb), std::ptr::null_mut(), &mut native) })
+    .map_err(pending)?;
+  let mut f = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), make, 1, &native, &mut f) }).map_err(pending)?;
+  Ok(f)
+}
+
+unsafe extern "C" fn connect_cb(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let mut argc = PREREAD_ARGS;
+  let mut args = [std::ptr::null_mut(); PREREAD_ARGS];
+  if sys::napi_get_cb_info(env, info, &mut argc, args.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut()) != sys::Status::napi_ok {
+    return std::ptr::null_mut();
+  }
+  let options = (argc > 0).then_some(args[0]).filter(|v| !js::is_undefined(env, *v));
+  let pre = Preread((argc == PREREAD_ARGS).then(|| args.get(1..)).flatten());
+  crate::class::finish(env, catch_unwind(AssertUnwindSafe(|| connect_with(env, options, pre))))
+}
+
+fn connect_with(env: Env, options: Option<Value>, pre: Preread) -> napi::Result<Value> {
+  let cfg = options::parse_with(env, options, OptEntry::Connect, pre).map_err(|e| e.throw(env))?;
   reactor::ensure(env)?;
   let has_connect_error = cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
@@ -26,8 +72,7 @@ pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
   crate::socket::new_js(env, &conn, cfg.data)?;
   let mut deferred = std::ptr::null_mut();
   let mut promise = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })
-    .map_err(|_| crate::error::pending())?;
+  js::check(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) }).map_err(|_| crate::error::pending())?;
   if has_connect_error {
     // With a connectError handler the failure is reported there; the promise still rejects but
     // counts as handled (no unhandledRejection), as in Bun.
@@ -250,12 +295,7 @@ fn connected(env: Env, conn: &Rc<Conn>) {
 }
 
 fn fail(env: Env, conn: &Rc<Conn>, e: &io::Error) {
-  let (host, port) = conn
-    .st
-    .try_borrow()
-    .ok()
-    .and_then(|st| st.pending().map(|p| (p.host.clone(), p.port)))
-    .unwrap_or_default();
+  let (host, port) = conn.st.try_borrow().ok().and_then(|st| st.pending().map(|p| (p.host.clone(), p.port))).unwrap_or_default();
   let is_unix = conn.st.try_borrow().is_ok_and(|st| st.is_unix);
   let err = SysError::connect(e, Some(host), (!is_unix).then_some(port));
   fail_with(env, conn, &err);

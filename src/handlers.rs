@@ -47,6 +47,18 @@ const KEYS: [(Event, &str, &str); COUNT] = [
   (Event::Handshake, "handshake", "onHandshake"),
 ];
 
+/// The keys of `SocketHandler` read per handler set, in [`KEYS`] order, then `binaryType`.
+pub(crate) const HANDLER_KEYS: [&str; COUNT + 1] = {
+  let mut out = [""; COUNT + 1];
+  let mut i = 0;
+  while i < COUNT {
+    out[i] = KEYS[i].1;
+    i += 1;
+  }
+  out[COUNT] = "binaryType";
+  out
+};
+
 /// What `data` receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BinaryType {
@@ -246,13 +258,23 @@ impl Handlers {
   /// the values read now are compared with the previous set by identity, so semantics stay
   /// "read once per call" while thousands of sockets cost one set.
   pub(crate) fn from_js(env: Env, obj: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
+    Self::from_js_with(env, obj, None)
+  }
+
+  /// [`Handlers::from_js`], with the values of [`HANDLER_KEYS`] already read from `obj` by JS
+  /// when `pre` holds them (see `options::Preread`).
+  pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>) -> Result<Rc<Handlers>, Option<ArgError>> {
     use sys::ValueType as T;
     if !matches!(js::type_of(env, obj), T::napi_object | T::napi_function) {
       return Err(Some(ArgError::type_error("SocketHandler must be an object")));
     }
+    let read = |i: usize, key: &'static str| match pre {
+      Some(vals) => vals.get(i).copied().ok_or(None),
+      None => js::get(env, obj, key).map_err(|_| None),
+    };
     let mut found: [Value; COUNT] = [std::ptr::null_mut(); COUNT];
-    for (event, key, internal) in KEYS {
-      let v = js::get(env, obj, key).map_err(|_| None)?;
+    for (i, (event, key, internal)) in KEYS.into_iter().enumerate() {
+      let v = read(i, key)?;
       if !js::truthy(env, v) {
         continue;
       }
@@ -264,7 +286,7 @@ impl Handlers {
     if found[Event::Data as usize].is_null() && found[Event::Drain as usize].is_null() {
       return Err(Some(ArgError::type_error("Expected at least \"data\" or \"drain\" callback")));
     }
-    let binary_type = parse_binary_type(env, js::get(env, obj, "binaryType").map_err(|_| None)?)?;
+    let binary_type = parse_binary_type(env, read(COUNT, "binaryType")?)?;
     if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(env, binary_type, &found)).cloned()) {
       return Ok(same);
     }
@@ -362,9 +384,7 @@ fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>>
     Some("buffer") => Ok(BinaryType::Buffer),
     Some("arraybuffer") => Ok(BinaryType::ArrayBuffer),
     Some("uint8array") => Ok(BinaryType::Uint8Array),
-    _ => Err(Some(ArgError::type_error(
-      "SocketHandler.binaryType must be \"arraybuffer\", \"buffer\", or \"uint8array\"",
-    ))),
+    _ => Err(Some(ArgError::type_error("SocketHandler.binaryType must be \"arraybuffer\", \"buffer\", or \"uint8array\""))),
   }
 }
 

@@ -85,7 +85,7 @@ pub fn listen_js(env: Env, options: Unknown) -> Result<Raw> {
 }
 
 /// The classes `Socket` and `SocketListener` of this environment (for `instanceof` and the
-/// prototype additions made by `index.js`).
+/// prototype additions made by `index.js`), and its `connect` (see `connect::js_function`).
 #[napi(js_name = "classes")]
 pub fn classes_js(env: Env) -> Result<Raw> {
   let e = env.raw();
@@ -95,5 +95,6 @@ pub fn classes_js(env: Env) -> Result<Raw> {
   let l = class::define::<listener::ListenerHandle>(e)?;
   js::set(e, o, "Socket", s).map_err(|_| error::pending())?;
   js::set(e, o, "SocketListener", l).map_err(|_| error::pending())?;
+  js::set(e, o, "connect", connect::js_function(e)?).map_err(|_| error::pending())?;
   Ok(Raw(o))
 }

@@ -92,6 +92,28 @@ export async function dataOptionAndThis(t) {
   t.is(s.data, 5)
 }
 
+export async function optionsAndHandlersAreReadOnceEach(t) {
+  // connect() reads its options and the handler object once per call, whichever way it reads
+  // them; proxies count every read. The socket works with what was read.
+  const l = echoServer(t)
+  const reads = {}
+  const counted = (name, target) =>
+    new Proxy(target, {
+      get(o, k, r) {
+        if (typeof k === 'string') reads[`${name}.${k}`] = (reads[`${name}.${k}`] ?? 0) + 1
+        return Reflect.get(o, k, r)
+      },
+    })
+  const got = []
+  const handlers = counted('socket', { data: (s, d) => got.push(String(d)), binaryType: 'buffer' })
+  const s = await connect(counted('options', { hostname: '127.0.0.1', port: l.port, data: 1, socket: handlers }))
+  t.teardown(() => s.end())
+  const twice = Object.entries(reads).filter(([, n]) => n > 1)
+  t.deepEqual(twice, [])
+  for (const k of ['options.socket', 'options.hostname', 'options.port', 'options.data', 'socket.data', 'socket.binaryType']) t.is(reads[k], 1, k)
+  await roundTrip(t, s, got)
+}
+
 function refusedPort(t) {
   const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
   const port = l.port
