@@ -275,10 +275,12 @@ impl Handlers {
     let mut found: [Value; COUNT] = [std::ptr::null_mut(); COUNT];
     for (i, (event, key, internal)) in KEYS.into_iter().enumerate() {
       let v = read(i, key)?;
-      if !js::truthy(env, v) {
+      // Falsy values count as absent; the type first, which settles functions and `undefined`.
+      let t = js::type_of(env, v);
+      if t == T::napi_undefined || (t != T::napi_function && !js::truthy(env, v)) {
         continue;
       }
-      if js::type_of(env, v) != T::napi_function {
+      if t != T::napi_function {
         return Err(Some(ArgError::type_error(format!("Expected \"{internal}\" callback to be a function"))));
       }
       found[event as usize] = v;
