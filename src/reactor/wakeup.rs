@@ -127,19 +127,17 @@ pub(super) unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events:
       break;
     }
     round = if direct {
-      // Direct mode: re-poll while that finds events (a peer in this process answers at once),
-      // then wait; a wait that timed out ends the wake-up, and so does anything libuv has due.
+      // Direct mode: wait in libuv's set for the next events. Events already there (a peer in
+      // this process answers at once) return at once, so no zero-timeout re-poll goes first: it
+      // was one `epoll_wait` more per wake-up whenever nothing was there. A wait that timed out
+      // ends the wake-up, and so does anything libuv has due.
       if n == 0 && matches!(round, Round::Wait(_)) {
         break;
       }
-      if n > 0 {
-        Round::Now
-      } else {
-        match uv::backend_timeout(lp) {
-          0 => break,
-          t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
-          t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
-        }
+      match uv::backend_timeout(lp) {
+        0 => break,
+        t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
+        t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
       }
     } else {
       if n == 0 || !repoll {
