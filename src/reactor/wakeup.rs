@@ -98,9 +98,9 @@ pub(super) unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events:
   let mut handled = 0usize;
   let started = Instant::now();
   let mut waited = Duration::ZERO;
-  // Nested mode: re-polling pays when handlers make more work ready at once (peers in this
-  // process); when the last re-polls all came back empty (peers elsewhere) they are skipped,
-  // except on every 16th wake-up, which notices when that changes.
+  // Re-polling pays when handlers make more work ready at once (peers in this process); when the
+  // last re-polls all came back empty (peers elsewhere) they are skipped, except on every 16th
+  // wake-up, which notices when that changes.
   let (misses, wakes) = SPIN.with(Cell::get);
   let wakes = wakes.wrapping_add(1);
   let repoll = misses < SPIN_MISSES_TO_SKIP || wakes % 16 == 0;
@@ -127,17 +127,22 @@ pub(super) unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events:
       break;
     }
     round = if direct {
-      // Direct mode: wait in libuv's set for the next events. Events already there (a peer in
-      // this process answers at once) return at once, so no zero-timeout re-poll goes first: it
-      // was one `epoll_wait` more per wake-up whenever nothing was there. A wait that timed out
-      // ends the wake-up, and so does anything libuv has due.
+      // Direct mode: re-poll while that finds events (a peer in this process answers at once),
+      // then wait in libuv's set; a wait that timed out ends the wake-up, and so does anything
+      // libuv has due. When the last re-polls found nothing (peers in other processes), the
+      // wait comes at once (it returns at once too when events are there), which saves one
+      // `epoll_wait` per wake-up.
       if n == 0 && matches!(round, Round::Wait(_)) {
         break;
       }
-      match uv::backend_timeout(lp) {
-        0 => break,
-        t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
-        t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
+      if n > 0 && repoll {
+        Round::Now
+      } else {
+        match uv::backend_timeout(lp) {
+          0 => break,
+          t if t < 0 => Round::Wait(OWN_WAIT_CAP_MS),
+          t => Round::Wait(t.min(OWN_WAIT_CAP_MS)),
+        }
       }
     } else {
       if n == 0 || !repoll {
