@@ -30,7 +30,9 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
 /// `HANDLER_KEYS`, and passed as arguments (see `options::Preread`); anything else is passed on
 /// alone and read (and reported) natively. The values are the same either way: only a getter
 /// could tell, by being called for a key the native path would have skipped (`host` when
-/// `hostname` is set, `hostname` when `unix` is).
+/// `hostname` is set, `hostname` when `unix` is), a second time for a `socket` that is not an
+/// object (the native path reads it again), or before `hostname`'s `toString` / `port`'s
+/// `valueOf` rather than between reads.
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let opts: Vec<String> = options::OPTION_KEYS.iter().map(|k| if *k == "socket" { "s".into() } else { format!("o.{k}") }).collect();
   let hs: Vec<String> = HANDLER_KEYS.iter().map(|k| format!("s.{k}")).collect();
