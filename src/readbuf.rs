@@ -110,8 +110,7 @@ impl State {
   /// A `cap`-byte buffer of its own (`CHUNK` or `OWN`), not zero-filled: (ArrayBuffer, base pointer).
   fn own_buffer(&mut self, cap: usize) -> Option<(Value, *mut u8)> {
     let env = self.env;
-    let slot = &mut self.spare[usize::from(cap == OWN)];
-    let spare = std::mem::replace(slot, std::ptr::null_mut());
+    let spare = std::mem::replace(self.spare_slot(cap), std::ptr::null_mut());
     let kept = attached(env, spare, cap);
     js::delete_reference(env, spare);
     kept.or_else(|| js::arraybuffer_uninit(env, cap))
@@ -120,10 +119,21 @@ impl State {
   /// Keeps `ab`, a `cap`-byte buffer of its own that no JS has seen, for the next read that
   /// needs one.
   fn keep(&mut self, ab: Value, cap: usize) {
-    let slot = &mut self.spare[usize::from(cap == OWN)];
+    let env = self.env;
+    let slot = self.spare_slot(cap);
     if slot.is_null() {
-      *slot = js::reference(self.env, ab).unwrap_or(std::ptr::null_mut());
+      *slot = js::reference(env, ab).unwrap_or(std::ptr::null_mut());
     }
+  }
+
+  /// Where a kept `cap`-byte buffer lives.
+  fn spare_slot(&mut self, cap: usize) -> &mut sys::napi_ref {
+    &mut self.spare[usize::from(cap == OWN)]
+  }
+
+  /// Takes `n` bytes of the slab, written at `used`, keeping the next chunk 8-byte aligned.
+  fn advance(&mut self, n: usize) {
+    self.used += (n + 7) & !7;
   }
 }
 
@@ -175,7 +185,7 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, size: &mut ReadSize, mut sourc
         let r = source(buf);
         match r {
           Ok(n) if n > 0 => {
-            *size = size.after(n, cap);
+            *size = size.after(n);
             // A short read is copied into the slab and the buffer kept for the next read, so
             // that no chunk handed out in a buffer of its own pins more than twice its size.
             if n < cap / 2 {
@@ -183,7 +193,7 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, size: &mut ReadSize, mut sourc
                 let off = st.used;
                 // SAFETY: `slab()` left room for `CHUNK` bytes at `off`, and `n < cap / 2 <= CHUNK`.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sbase.add(off), n) };
-                st.used += (n + 7) & !7;
+                st.advance(n);
                 st.keep(ab, cap);
                 return Read::Data(Chunk::View { ab: sab, off, len: n }, false);
               }
@@ -209,8 +219,8 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, size: &mut ReadSize, mut sourc
         let buf = unsafe { std::slice::from_raw_parts_mut(base.add(off), CHUNK) };
         let r = source(buf);
         if let Ok(n) = r {
-          st.used += (n + 7) & !7;
-          *size = size.after(n, CHUNK);
+          st.advance(n);
+          *size = size.after(n);
         }
         classify(r, CHUNK, |len| Chunk::View { ab, off, len })
       } else {
@@ -226,10 +236,9 @@ pub(crate) fn read_from(env: Env, bt: BinaryType, size: &mut ReadSize, mut sourc
 }
 
 /// A socket's prediction of its next read's size, from the last ones (see the module doc).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ReadSize {
   /// Small reads: into the shared slab.
-  #[default]
   Small,
   /// Reads of `LARGE` or more: into a `CHUNK`-byte buffer of its own.
   Chunk,
@@ -241,6 +250,7 @@ pub(crate) enum ReadSize {
 }
 
 impl ReadSize {
+  /// How much one read may take: a buffer of its own's size, or a slab chunk's.
   fn capacity(self) -> usize {
     if self == ReadSize::Burst {
       OWN
@@ -249,13 +259,14 @@ impl ReadSize {
     }
   }
 
-  /// After a read of `n > 0` bytes into `cap` bytes of room.
-  fn after(self, n: usize, cap: usize) -> ReadSize {
+  /// After a read of `n > 0` bytes into `self.capacity()` bytes of room.
+  fn after(self, n: usize) -> ReadSize {
     match self {
       _ if n < LARGE => ReadSize::Small,
       ReadSize::Filled => ReadSize::Burst,
       ReadSize::Burst if n > CHUNK => ReadSize::Burst,
-      _ if n == cap && cap == CHUNK => ReadSize::Filled,
+      ReadSize::Burst => ReadSize::Chunk,
+      _ if n == CHUNK => ReadSize::Filled,
       _ => ReadSize::Chunk,
     }
   }
