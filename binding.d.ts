@@ -11,16 +11,9 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /**
  * The classes `Socket` and `SocketListener` of this environment (for `instanceof` and the
- * prototype additions made by `index.js`).
+ * prototype additions made by `index.js`), and its `connect` (see `connect::js_function`).
  */
 export declare function classes(): Raw
-
-/**
- * Connects over TCP (`hostname` + `port`) or a unix socket (`unix`). Resolves with the open
- * `Socket` after its `open` handler ran; a failed connect goes to `connectError` and/or rejects.
- * Invalid options throw synchronously.
- */
-export declare function connect(options: unknown): Raw
 
 /**
  * Listens on TCP (`hostname` + `port`, `0` for an ephemeral port) or a unix socket path, and

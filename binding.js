@@ -836,5 +836,4 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.classes = nativeBinding.classes
-module.exports.connect = nativeBinding.connect
 module.exports.listen = nativeBinding.listen

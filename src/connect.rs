@@ -18,10 +18,6 @@ use crate::js::{self, Called, Env, Value};
 use crate::options::{self, Entry as OptEntry, Preread, Target, Tls};
 use crate::reactor::{self, Entry};
 
-pub(crate) fn connect(env: Env, options: Option<Value>) -> napi::Result<Value> {
-  connect_with(env, options, Preread(None))
-}
-
 /// Arguments of a fast-path call: the options, then the values of `OPTION_KEYS` and `HANDLER_KEYS`.
 const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
 
@@ -54,6 +50,10 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   Ok(f)
 }
 
+/// The native `connect`: connects over TCP (`hostname` + `port`) or a unix socket (`unix`) and
+/// returns a promise of the open `Socket`, settled after its `open` handler ran; a failed connect
+/// goes to `connectError` and/or rejects. Invalid options throw synchronously. Called with the
+/// options alone, or with the values `js_function`'s JS read from them.
 unsafe extern "C" fn connect_cb(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   let mut argc = PREREAD_ARGS;
   let mut args = [std::ptr::null_mut(); PREREAD_ARGS];

@@ -63,17 +63,6 @@ use napi_derive::napi;
 
 pub use js::Raw;
 
-/// Connects over TCP (`hostname` + `port`) or a unix socket (`unix`). Resolves with the open
-/// `Socket` after its `open` handler ran; a failed connect goes to `connectError` and/or rejects.
-/// Invalid options throw synchronously.
-#[napi(js_name = "connect")]
-pub fn connect_js(env: Env, options: Unknown) -> Result<Raw> {
-  let e = env.raw();
-  let v = options.value().value;
-  let v = (!js::is_undefined(e, v)).then_some(v);
-  connect::connect(e, v).map(Raw)
-}
-
 /// Listens on TCP (`hostname` + `port`, `0` for an ephemeral port) or a unix socket path, and
 /// returns the `SocketListener`. Invalid options and bind failures throw synchronously.
 #[napi(js_name = "listen")]
