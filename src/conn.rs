@@ -6,7 +6,7 @@
 //! which is what the getters of a dead socket read.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read as _};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -39,10 +39,7 @@ impl Io {
   }
 
   pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-    match self {
-      Io::Tcp(s) => (&*s).read(buf),
-      Io::Unix(s) => (&*s).read(buf),
-    }
+    crate::fdio::recv(self.fd(), buf)
   }
 
   pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -210,16 +207,17 @@ impl Conn {
       return crate::tls::send_pending(&mut st, bytes);
     }
     loop {
-      let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-      if n >= 0 {
-        let n = n as usize;
-        st.bytes_written += n as u64;
-        if n < bytes.len() {
-          st.want_drain = true;
+      let err = match crate::fdio::send(fd, bytes) {
+        Ok(n) => {
+          st.bytes_written += n as u64;
+          if n < bytes.len() {
+            st.want_drain = true;
+          }
+          return n as i64;
         }
-        return n as i64;
-      }
-      match io::Error::last_os_error().raw_os_error() {
+        Err(e) => e,
+      };
+      match err.raw_os_error() {
         Some(libc::EINTR) => continue,
         Some(libc::EAGAIN) => {
           st.want_drain = true;

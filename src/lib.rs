@@ -27,8 +27,9 @@
 //! - `debug`: `NODE_DEBUG=bunnet` logging
 //! - `tls`: rustls sessions driven by the reactor (`read` path, `config`, `verify`, `cert`,
 //!   `session` resumption, `watch`/`keys` for Finished messages and tickets off the wire)
-//! - `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw Node-API helpers; `calls`: calling JS
-//!   from the reactor (top-level mode, tick draining, promise settling); `error`: JS errors
+//! - `fdio`: `send`/`recv` on an fd; `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw
+//!   Node-API helpers; `calls`: calling JS from the reactor (top-level mode, tick draining,
+//!   promise settling); `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -42,6 +43,7 @@ mod conn_parts;
 mod connect;
 mod debug;
 mod error;
+mod fdio;
 mod handlers;
 mod js;
 mod linger;

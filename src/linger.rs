@@ -9,7 +9,6 @@
 //! reset (RST), which the peer sees as `ECONNRESET`, instead of being held forever.
 
 use std::cell::{Cell, RefCell};
-use std::io;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -70,15 +69,17 @@ impl Linger {
         if rest.is_empty() {
           break true;
         }
-        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-        if n >= 0 {
-          rest.drain(..n as usize);
-          if n > 0 {
-            self.progress.set(Instant::now());
+        let err = match crate::fdio::send(fd, &rest) {
+          Ok(n) => {
+            rest.drain(..n);
+            if n > 0 {
+              self.progress.set(Instant::now());
+            }
+            continue;
           }
-          continue;
-        }
-        match io::Error::last_os_error().raw_os_error() {
+          Err(e) => e,
+        };
+        match err.raw_os_error() {
           Some(libc::EINTR) => continue,
           Some(libc::EAGAIN) => break false,
           _ => break true,

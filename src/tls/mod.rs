@@ -279,13 +279,9 @@ impl io::Write for FdWriter<'_> {
   }
 
   fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-    let n = unsafe { libc::send(self.0, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-    if n < 0 {
-      Err(io::Error::last_os_error())
-    } else {
-      self.sent(&[io::IoSlice::new(buf)], n as usize);
-      Ok(n as usize)
-    }
+    let n = crate::fdio::send(self.0, buf)?;
+    self.sent(&[io::IoSlice::new(buf)], n);
+    Ok(n)
   }
   fn flush(&mut self) -> io::Result<()> {
     Ok(())

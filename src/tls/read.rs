@@ -13,12 +13,7 @@ struct FdReader(i32);
 
 impl io::Read for FdReader {
   fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-    let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-      Err(io::Error::last_os_error())
-    } else {
-      Ok(n as usize)
-    }
+    crate::fdio::recv(self.0, buf)
   }
 }
 
