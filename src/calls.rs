@@ -88,6 +88,29 @@ impl Drop for TopLevel {
   }
 }
 
+/// The top-level state as it is now, to be entered again with [`Reenter`] by a native callback
+/// that JS called while a plain call had left top level (see `batch`).
+pub(crate) type TopState = Option<(Value, sys::napi_async_context)>;
+
+pub(crate) fn top_state() -> TopState {
+  TOP.with(Cell::get)
+}
+
+/// Runs at `state`'s top level until dropped, then restores what was there.
+pub(crate) struct Reenter(TopState);
+
+impl Reenter {
+  pub(crate) fn enter(state: TopState) -> Self {
+    Reenter(TOP.with(|t| t.replace(state)))
+  }
+}
+
+impl Drop for Reenter {
+  fn drop(&mut self) {
+    TOP.with(|t| t.set(self.0));
+  }
+}
+
 /// Whether calls made now run at top level (see [`TopLevel`]).
 pub(crate) fn at_top() -> bool {
   TOP.with(|t| t.get().is_some())

@@ -16,7 +16,7 @@ use mio::Token;
 use napi::sys;
 
 use crate::error::SysError;
-use crate::handlers::{Event, HandlerRef, Handlers};
+use crate::handlers::{BinaryType, Event, HandlerRef, Handlers};
 use crate::js::{self, Called, Env, HandleScope, Value};
 use crate::listener::ListenerCore;
 use crate::reactor;
@@ -381,21 +381,51 @@ fn on_writable(env: Env, conn: &Conn) {
 /// edge, so stopping there is safe and saves a syscall. Except when the peer's FIN (or an error)
 /// was already part of this event: it will not be reported again, so read on until it shows.
 pub(crate) fn on_readable(env: Env, conn: &Conn, hup: bool) {
+  if let Some((h, r)) = read_once(env, conn) {
+    read_on(env, conn, hup, h, r);
+  }
+}
+
+/// One read, if the socket is open for reading: its handler set and what the read gave.
+pub(crate) fn read_once(env: Env, conn: &Conn) -> Option<(Rc<Handlers>, Read)> {
+  let h = conn.handlers()?;
+  let Ok(mut guard) = conn.st.try_borrow_mut() else { return None };
+  let st = &mut *guard;
+  if st.phase != Phase::Open || st.paused || st.read_eof {
+    return None;
+  }
+  let io = st.io.as_ref()?;
+  let r = readbuf::read(env, io, h.binary_type, &mut st.read_size);
+  Some((h, r))
+}
+
+/// Whether a readiness report for `conn` needs nothing but a read whose chunk goes to `data`
+/// (Open, plain, not paused, no drain owed, no FIN or error in the report, and reads that go
+/// into the shared slab as `Buffer`s): what `batch` may deliver from its JS loop.
+pub(crate) fn plain_read(conn: &Conn, ev: &Ready) -> bool {
+  if !ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+    return false;
+  }
+  let Ok(st) = conn.st.try_borrow() else { return false };
+  st.phase == Phase::Open
+    && st.tls.is_none()
+    && !st.paused
+    && !st.read_eof
+    && !(ev.is_writable() && st.want_drain)
+    && st.read_size == readbuf::ReadSize::Small
+    && st.handlers.as_ref().and_then(HandlerRef::current).is_some_and(|h| h.binary_type == BinaryType::Buffer)
+}
+
+/// The rest of [`on_readable`] after its first read `r`: delivers each chunk and reads on while
+/// reads come back full (or `hup`), then handles the end, error or drained socket.
+pub(crate) fn read_on(env: Env, conn: &Conn, hup: bool, h: Rc<Handlers>, r: Read) {
   // The first chunk's handles live in the caller's scope; later ones (a full read loops) in one
   // of their own each.
+  let mut next = Some((h, r));
   let mut first = true;
   loop {
     let _hs = (!std::mem::take(&mut first)).then(|| HandleScope::open(env));
-    let Some(h) = conn.handlers() else { return };
-    let r = {
-      let Ok(mut guard) = conn.st.try_borrow_mut() else { return };
-      let st = &mut *guard;
-      if st.phase != Phase::Open || st.paused || st.read_eof {
-        return;
-      }
-      let Some(io) = st.io.as_ref() else { return };
-      readbuf::read(env, io, h.binary_type, &mut st.read_size)
-    };
+    let Some((h, r)) = next.take().or_else(|| read_once(env, conn)) else { return };
     match r {
       Read::Data(chunk, full) => {
         if let Some(socket) = conn.socket(env) {

@@ -161,6 +161,8 @@ struct Registry {
   env: Env,
   /// Strong references to the chunk arrays.
   chunks: Vec<sys::napi_ref>,
+  /// A JS array of the chunk arrays, in order (how `batch`'s JS loop finds a handler).
+  dir: sys::napi_ref,
   /// Bases free for reuse (their slots already cleared).
   free: Vec<u32>,
   /// Bases of dropped sets whose slots still hold functions: cleared by [`sweep`], which runs
@@ -214,6 +216,12 @@ pub(crate) fn sweep(env: Env) {
   });
 }
 
+/// The JS array of the registry's chunk arrays (see [`Handlers::data_slot`]).
+pub(crate) fn directory(env: Env) -> Option<Value> {
+  let dir = REG.with(|r| r.try_borrow().ok()?.as_ref().filter(|reg| reg.env == env).map(|reg| reg.dir))?;
+  js::deref(env, dir).ok()
+}
+
 impl Registry {
   /// The chunk array holding set `base` and the index of its first slot there.
   fn locate(&self, env: Env, base: u32) -> Option<(Value, u32)> {
@@ -227,7 +235,13 @@ fn allocate(env: Env) -> Option<(u32, Value, u32)> {
   sweep(env);
   REG.with(|r| {
     let mut g = r.try_borrow_mut().ok()?;
-    let reg = g.get_or_insert_with(|| Registry { env, chunks: Vec::new(), free: Vec::new(), dropped: Vec::new(), next: 0 });
+    if g.is_none() {
+      let mut dir = std::ptr::null_mut();
+      js::check(unsafe { sys::napi_create_array(env, &mut dir) }).ok()?;
+      let dir = js::reference(env, dir).ok()?;
+      *g = Some(Registry { env, chunks: Vec::new(), dir, free: Vec::new(), dropped: Vec::new(), next: 0 });
+    }
+    let reg = g.as_mut()?;
     if reg.env != env {
       return None;
     }
@@ -239,6 +253,8 @@ fn allocate(env: Env) -> Option<(u32, Value, u32)> {
           let src = js::string(env, &format!("new Array({}).fill(undefined)", CHUNK_SETS as usize * COUNT));
           let mut chunk = std::ptr::null_mut();
           js::check(unsafe { sys::napi_run_script(env, src, &mut chunk) }).ok()?;
+          let dir = js::deref(env, reg.dir).ok()?;
+          js::check(unsafe { sys::napi_set_element(env, dir, reg.chunks.len() as u32, chunk) }).ok()?;
           reg.chunks.push(js::reference(env, chunk).ok()?);
         }
         reg.next = reg.next.checked_add(1)?;
@@ -326,6 +342,12 @@ impl Handlers {
     }
     let (arr, first) = self.locate(env)?;
     Some((arr, first + e as u32))
+  }
+
+  /// Where the `data` handler is, if given: its chunk's index in [`directory`] and its slot in
+  /// that chunk.
+  pub(crate) fn data_slot(&self) -> Option<(u32, u32)> {
+    self.has(Event::Data).then(|| (self.base / CHUNK_SETS, (self.base % CHUNK_SETS) * COUNT as u32 + Event::Data as u32))
   }
 
   /// This set's registry chunk and the index of its first slot there.

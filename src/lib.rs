@@ -20,7 +20,8 @@
 //! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
 //! - `timeout`: the one-shot `socket.timeout()` deadlines
 //! - `linger`: the background flush of an `end(data)` the kernel took only part of
-//! - `readbuf`: the memory `data` chunks are read into and handed to JS from
+//! - `readbuf`: the memory `data` chunks are read into and handed to JS from; `batch`: a wake-up
+//!   round's `data` events delivered from one JS loop
 //! - `class`: the raw Node-API class plumbing behind `Socket` and `SocketListener`
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
@@ -33,6 +34,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod batch;
 mod bridge;
 mod bytes;
 mod calls;

@@ -341,6 +341,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
     c.forget(env());
   }
   crate::readbuf::teardown();
+  crate::batch::teardown();
   crate::handlers::teardown();
   crate::js::teardown_keys();
   crate::js::teardown_ticks();

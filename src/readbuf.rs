@@ -44,6 +44,8 @@ const LARGE: usize = 16 * 1024;
 struct State {
   env: Env,
   slab: sys::napi_ref,
+  /// Counts the slabs made (see [`slab_now`]).
+  gen: u32,
   used: usize,
   trampoline: sys::napi_ref,
   scratch: Box<[u8]>,
@@ -83,7 +85,7 @@ fn init(env: Env) -> Option<State> {
   let mut f = std::ptr::null_mut();
   js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
   let trampoline = js::reference(env, f).ok()?;
-  Some(State { env, slab: std::ptr::null_mut(), used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
+  Some(State { env, slab: std::ptr::null_mut(), gen: 0, used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
 }
 
 impl State {
@@ -103,6 +105,7 @@ impl State {
     js::check(unsafe { sys::napi_create_arraybuffer(env, SLAB, &mut p, &mut ab) }).ok()?;
     js::delete_reference(env, self.slab);
     self.slab = js::reference(env, ab).ok()?;
+    self.gen = self.gen.wrapping_add(1);
     self.used = 0;
     Some((ab, p.cast()))
   }
@@ -298,6 +301,18 @@ pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Op
       }
     }
   }
+}
+
+/// The current slab and its generation, which changes with every new slab: a `Chunk::View` a
+/// read of `ReadSize::Small` returned lies in the slab of the generation read right after it.
+pub(crate) fn slab_now(env: Env) -> Option<(Value, u32)> {
+  let (slab, gen) = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| (s.slab, s.gen))))?;
+  Some((js::deref(env, slab).ok()?, gen))
+}
+
+/// The generation of the current slab (see [`slab_now`]).
+pub(crate) fn slab_gen() -> u32 {
+  STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.gen))).unwrap_or(0)
 }
 
 /// Env teardown: forget the references (the environment frees them).

@@ -35,7 +35,11 @@ impl SocketHandle {
   pub(crate) fn take_ref(slot: &mut *const SocketHandle) -> sys::napi_ref {
     let h = std::mem::replace(slot, std::ptr::null());
     // SAFETY: non-null only while the object is held strongly (see `ConnState::js`).
-    if h.is_null() { std::ptr::null_mut() } else { unsafe { (*h).wrap.get() } }
+    if h.is_null() {
+      std::ptr::null_mut()
+    } else {
+      unsafe { (*h).wrap.get() }
+    }
   }
 
   pub(crate) fn conn(&self) -> Rc<Conn> {
@@ -96,7 +100,19 @@ impl Class for SocketHandle {
     &self.wrap
   }
   fn hinted<'a>(env: sys::napi_env, this: Value) -> Option<&'a Self> {
-    let (socket, handle) = HINT.with(Cell::get)?;
+    let (socket, handle) = match HINT.with(Cell::get) {
+      Hint::None => return None,
+      Hint::Value(socket, handle) => (socket, handle),
+      Hint::Conn(conn) => {
+        // SAFETY: `batch` keeps the connection alive while the hint is set (see `ThisHint::conn`).
+        let handle = unsafe { &*conn }.st.try_borrow().ok()?.js;
+        if handle.is_null() {
+          return None;
+        }
+        // SAFETY: non-null only while the object is held strongly (see `ConnState::js`).
+        (js::deref(env, unsafe { (*handle).wrap_ref() }).ok()?, handle)
+      }
+    };
     let mut same = false;
     unsafe { sys::napi_strict_equals(env, this, socket, &mut same) };
     // SAFETY: `socket` is a live handle on the object that owns `handle` (see `ThisHint`).
@@ -105,8 +121,18 @@ impl Class for SocketHandle {
 }
 
 thread_local! {
-  /// The socket whose handler is running, with its native side (see [`ThisHint`]).
-  static HINT: Cell<Option<(Value, *const SocketHandle)>> = const { Cell::new(None) };
+  /// The socket whose handler is running (see [`ThisHint`]).
+  static HINT: Cell<Hint> = const { Cell::new(Hint::None) };
+}
+
+#[derive(Clone, Copy)]
+enum Hint {
+  None,
+  /// A handle on the socket's object, with its native side.
+  Value(Value, *const SocketHandle),
+  /// The connection, whose object is looked up when a method is called (`batch`: the handler
+  /// runs after the native call that found the socket has returned).
+  Conn(*const Conn),
 }
 
 /// While a handler of a socket runs, calls of that socket's methods (`s.write()` in `data`, the
@@ -114,15 +140,26 @@ thread_local! {
 /// given, instead of reading the object's hidden table index (a property lookup through the V8
 /// runtime; as `napi_unwrap` it was ~3 % of all cycles in ping-pong). Any other receiver takes
 /// the lookup path (`class.rs`).
-pub(crate) struct ThisHint(Option<(Value, *const SocketHandle)>);
+pub(crate) struct ThisHint(Hint);
 
 impl ThisHint {
   /// `socket` must be a handle on `conn`'s JS object, valid for the guard's lifetime (a value
   /// of the enclosing handle scope); the object, and so its native side, stays alive as long.
   pub(crate) fn enter(socket: Value, conn: &Conn) -> Self {
     let handle = conn.st.try_borrow().map_or(std::ptr::null(), |st| st.js);
-    let next = (!handle.is_null()).then_some((socket, handle));
+    let next = if handle.is_null() { Hint::None } else { Hint::Value(socket, handle) };
     ThisHint(HINT.with(|h| h.replace(next)))
+  }
+
+  /// Hints `conn` until the next hint, or until a [`ThisHint::keep`] guard taken before it is
+  /// dropped; `conn` must stay alive until then.
+  pub(crate) fn conn(conn: &Conn) {
+    HINT.with(|h| h.set(Hint::Conn(conn)));
+  }
+
+  /// Restores the hint as it is now when dropped.
+  pub(crate) fn keep() -> Self {
+    ThisHint(HINT.with(Cell::get))
   }
 }
 
@@ -293,9 +330,7 @@ fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
       let tls = st.tls.is_some();
       if let Some(io) = st.io.as_mut() {
         // Edge-triggered: re-registering re-arms the edge so bytes already waiting are reported.
-        let _ = reactor::with(|r| {
-          r.reregister(io.fd(), token, crate::poller::CONN)
-        });
+        let _ = reactor::with(|r| r.reregister(io.fd(), token, crate::poller::CONN));
       }
       if tls {
         // Plaintext (or ciphertext) the session already holds has no edge left to announce it.
@@ -349,11 +384,8 @@ fn set_keep_alive(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
       let n = js::get_f64(c.env, d).unwrap_or(0.0);
       if n < 0.0 || n.is_nan() {
         return Err(
-          ArgError::range_error(format!(
-            "The value of \"initialDelay\" is out of range. It must be >= 0 and <= 9007199254740991. Received {}",
-            js_number(n)
-          ))
-          .throw(c.env),
+          ArgError::range_error(format!("The value of \"initialDelay\" is out of range. It must be >= 0 and <= 9007199254740991. Received {}", js_number(n)))
+            .throw(c.env),
         );
       }
       n

@@ -326,6 +326,51 @@ export async function microtasksRunAfterEachHandler(t) {
   t.deepEqual(log, Array.from({ length: 8 }, () => ['data', 'micro']).flat())
 }
 
+export async function sameRoundHandlersActOnSocketsNotYetRead(t) {
+  // Data for five sockets arrives in one go (one wake-up: their `data` events are delivered
+  // from one JS loop). The first handler to run pauses, terminates and reloads three of the
+  // others and throws: each socket must see what it would see had it not been read yet (nothing
+  // for the paused one until resume(), nothing for the terminated one, the new handler for the
+  // reloaded one), the throw goes to the thrower's own error handler, and the round goes on.
+  const opened = []
+  const l = server(t, { open: (s) => opened.push(s), data() {} })
+  const log = []
+  const clients = []
+  let first = null
+  let paused = null
+  const handlers = {
+    data(s, d) {
+      log.push(`data ${s.data.i} ${d} this=${this === s} wrote=${s.write('y')}`)
+      if (first !== null) return
+      first = s
+      const others = clients.filter((c) => c !== s)
+      paused = others[0]
+      paused.pause()
+      others[1].terminate()
+      others[2].reload({ socket: { data: (s2, d2) => log.push(`reloaded ${s2.data.i} ${d2}`) } })
+      Promise.resolve().then(() => log.push('micro'))
+      throw new Error('boom')
+    },
+    error: (s, e) => log.push(`error ${s.data.i} ${e.message}`),
+  }
+  for (let i = 0; i < 5; i++) clients.push(await connect({ hostname: '127.0.0.1', port: l.port, data: { i }, socket: handlers }))
+  t.teardown(() => clients.forEach((c) => c.end()))
+  await until(() => opened.length === 5)
+  for (const s of opened) s.write('x')
+  await until(() => log.length >= 5)
+  await delay(30)
+  const [wasPaused, closed, reloaded, untouched] = clients.filter((x) => x !== first)
+  t.is(wasPaused, paused)
+  const rest = [`reloaded ${reloaded.data.i} x`, `data ${untouched.data.i} x this=true wrote=1`]
+  t.deepEqual(log.slice(0, 3), [`data ${first.data.i} x this=true wrote=1`, `error ${first.data.i} boom`, 'micro'])
+  t.deepEqual(log.slice(3).sort(), rest.sort())
+  t.is(closed.readyState, -1)
+  t.is(paused.readyState, 1)
+  paused.resume()
+  await until(() => log.length === 6)
+  t.is(log[5], `data ${paused.data.i} x this=true wrote=1`)
+}
+
 /** A full GC, without `--expose-gc` on the command line (works in workers too). */
 function collectGarbage() {
   v8.setFlagsFromString('--expose-gc')

@@ -178,6 +178,7 @@ fn handle_round(env: Env, raw: &[Raw]) -> usize {
   // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
   // with peers in other processes, opens no second one).
   let mut hs: Option<HandleScope> = None;
+  let several = raw.len() > 1;
   for ev in raw {
     let Some((entry, ready)) = with(|r| r.resolve(*ev)).flatten() else {
       continue;
@@ -187,12 +188,23 @@ fn handle_round(env: Env, raw: &[Raw]) -> usize {
       hs = Some(HandleScope::open(env));
     }
     n += 1;
+    // Reports that need only a read for `data` are queued and delivered together; anything else
+    // first delivers what is queued, so the order of events stays the reports' order. A round of
+    // one report (peers in other processes) goes straight on.
+    if let Entry::Conn(c) = &entry {
+      if several && crate::conn::plain_read(c, &ready) {
+        crate::batch::push(c.clone(), ready);
+        continue;
+      }
+    }
+    crate::batch::flush(env);
     match entry {
       Entry::Conn(c) => crate::conn::on_event(env, &c, &ready),
       Entry::Listener(l) => crate::listener::on_readable(env, &l),
       Entry::Linger(l) => l.flush(),
     }
   }
+  crate::batch::flush(env);
   n
 }
 

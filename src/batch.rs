@@ -1,0 +1,223 @@
+//! The `data` events of one wake-up round, delivered from one JS call.
+//!
+//! Calling into JS from native code (`napi_call_function`: a `TryCatch`, the context, V8's
+//! `Invoke` and `JSEntry`) is the largest user-space cost of a small `data` event after the
+//! kernel's (~3 % of in-process ping-pong cycles). When a round has several readiness reports that
+//! need nothing but a read whose chunk goes to `data` ([`crate::conn::plain_read`]), they are
+//! queued instead, and one JS loop (`bunnetBatch`) takes them in order: for each it calls the
+//! native `step()`, which makes that socket's read right then (nothing is read ahead, so a
+//! handler that pauses, closes or reloads another socket of the round sees exactly what it would
+//! see without the loop) and returns the socket, with where its handler and chunk are written
+//! into a shared `Int32Array`; the loop calls the handler with a `Buffer` view of the chunk and
+//! runs the tick queue, as the one-event trampoline does (`readbuf`). A JS-to-native call is much
+//! cheaper than the other direction, and no argument values are made per event.
+//!
+//! Anything else a queued socket needs by the time its turn comes (a full read, the end of the
+//! stream, an error, a TLS start, a drain owed) is handled by `step()` the usual way, at top
+//! level, so the order of events is the same as without the loop. A round with one such report
+//! (the common case with peers in other processes) takes the usual path.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+
+use napi::sys;
+
+use crate::calls::{Reenter, TopState};
+use crate::conn::{self, Conn};
+use crate::handlers::Handlers;
+use crate::js::{self, Env, Value};
+use crate::poller::Ready;
+use crate::readbuf::{self, Chunk, Read};
+use crate::socket::ThisHint;
+
+/// Fields of the shared `Int32Array`: where the handler is (registry chunk, slot), the slab's
+/// generation, the chunk's offset and length.
+const FIELDS: usize = 5;
+
+thread_local! {
+  /// This env's loop function and the shared array's memory; `None` until first used, and a
+  /// null reference for good when it cannot be made.
+  static SHARED: Cell<Option<(Env, sys::napi_ref, *mut i32)>> = const { Cell::new(None) };
+  static QUEUE: RefCell<Queue> = const { RefCell::new(Queue { items: Vec::new(), next: 0, top: None, current: None }) };
+}
+
+struct Queue {
+  items: Vec<(Rc<Conn>, Ready)>,
+  /// The next item `step()` takes.
+  next: usize,
+  /// The top level the loop's caller left (see `calls::Reenter`).
+  top: TopState,
+  /// The handler set of the event being delivered (where a throw goes).
+  current: Option<Rc<Handlers>>,
+}
+
+/// Queues a report [`conn::plain_read`] accepted; [`flush`] delivers it.
+pub(crate) fn push(conn: Rc<Conn>, ready: Ready) {
+  QUEUE.with(|q| {
+    if let Ok(mut q) = q.try_borrow_mut() {
+      q.items.push((conn, ready));
+    }
+  });
+}
+
+/// Delivers the queued reports, in order: through the JS loop when there are two or more and
+/// handlers run at top level with the tick trampoline, else (and for any the loop did not reach)
+/// one by one.
+pub(crate) fn flush(env: Env) {
+  let len = QUEUE.with(|q| q.try_borrow().map_or(0, |q| q.items.len()));
+  if len == 0 {
+    return;
+  }
+  if len >= 2 && js::ticking_top(env) {
+    if let Some(f) = function(env) {
+      let ready = QUEUE.with(|q| {
+        let mut q = q.try_borrow_mut().ok()?;
+        q.next = 0;
+        q.top = crate::calls::top_state();
+        Some(())
+      });
+      if ready.is_some() {
+        let _hint = ThisHint::keep();
+        if let js::Called::Threw(e) = js::call_plain(env, js::undefined(env), f, &[js::uint(env, len as u32)]) {
+          js::fatal_exception(env, e);
+        }
+      }
+    }
+  }
+  loop {
+    let item = QUEUE.with(|q| {
+      let mut q = q.try_borrow_mut().ok()?;
+      let item = q.items.get(q.next).cloned()?;
+      q.next += 1;
+      Some(item)
+    });
+    let Some((conn, ready)) = item else { break };
+    conn::on_event(env, &conn, &ready);
+  }
+  clear();
+}
+
+/// `step()`: handles the next queued report; returns its socket when a chunk waits for `data`
+/// (described in the shared array), `undefined` when the report was handled here.
+unsafe extern "C" fn step_cb(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+  crate::class::finish(env, catch_unwind(AssertUnwindSafe(|| Ok(step(env).unwrap_or(ptr::null_mut())))))
+}
+
+fn step(env: Env) -> Option<Value> {
+  let (conn, ready, top) = QUEUE.with(|q| {
+    let mut q = q.try_borrow_mut().ok()?;
+    let (conn, ready) = q.items.get(q.next).cloned()?;
+    q.next += 1;
+    q.current = None;
+    Some((conn, ready, q.top))
+  })?;
+  let _top = Reenter::enter(top);
+  if !conn::plain_read(&conn, &ready) {
+    conn::on_event(env, &conn, &ready);
+    return None;
+  }
+  let (h, r) = conn::read_once(env, &conn)?;
+  match r {
+    Read::Data(Chunk::View { off, len, .. }, false) => {
+      // No `data` handler, or no object (closing): the chunk is dropped, as `deliver` does.
+      let (chunk, slot) = h.data_slot()?;
+      let socket = conn.socket(env)?;
+      let (_, _, m) = SHARED.with(Cell::get)?;
+      let fields = [chunk as i32, slot as i32, readbuf::slab_gen() as i32, off as i32, len as i32];
+      // SAFETY: `m` is the FIELDS-long backing store of the loop's own Int32Array, which only
+      // that closure can reach (never detached).
+      unsafe { ptr::copy_nonoverlapping(fields.as_ptr(), m, FIELDS) };
+      QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.current = Some(h)).ok());
+      ThisHint::conn(&conn);
+      Some(socket)
+    }
+    r => {
+      conn::read_on(env, &conn, false, h, r);
+      None
+    }
+  }
+}
+
+/// `fail(socket, error)`: the `data` handler (or the tick queue after it) threw; routed by Bun's
+/// rule, at top level, as the one-event path does.
+unsafe extern "C" fn fail_cb(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let mut argc = 2;
+  let mut args = [ptr::null_mut(); 2];
+  if sys::napi_get_cb_info(env, info, &mut argc, args.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != sys::Status::napi_ok {
+    return ptr::null_mut();
+  }
+  let [socket, err] = args;
+  crate::class::finish(
+    env,
+    catch_unwind(AssertUnwindSafe(|| {
+      let (h, top) = QUEUE.with(|q| q.try_borrow().map(|q| (q.current.clone(), q.top)).unwrap_or((None, None)));
+      let _top = Reenter::enter(top);
+      match h {
+        Some(h) => conn::route_error(env, &h, socket, err),
+        None => js::fatal_exception(env, err),
+      }
+      Ok(ptr::null_mut())
+    })),
+  )
+}
+
+/// `slab()`: the current slab (the loop asks when the generation in the shared array changed).
+unsafe extern "C" fn slab_cb(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+  readbuf::slab_now(env).map_or(ptr::null_mut(), |(ab, _)| ab)
+}
+
+/// This env's `bunnetBatch`, made on first use.
+fn function(env: Env) -> Option<Value> {
+  match SHARED.with(Cell::get) {
+    Some((e, f, _)) if e == env && !f.is_null() => return js::deref(env, f).ok(),
+    Some(_) => return None,
+    None => {}
+  }
+  let made = make(env);
+  SHARED.with(|s| s.set(Some(made.map_or((env, ptr::null_mut(), ptr::null_mut()), |(f, m)| (env, f, m)))));
+  js::deref(env, made?.0).ok()
+}
+
+fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
+  let dir = crate::handlers::directory(env)?;
+  let (mut mem, mut ab, mut m) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+  js::check(unsafe { sys::napi_create_arraybuffer(env, FIELDS * 4, &mut mem, &mut ab) }).ok()?;
+  js::check(unsafe { sys::napi_create_typedarray(env, sys::TypedarrayType::int32_array, FIELDS, ab, 0, &mut m) }).ok()?;
+  let native = |name: &str, cb: unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value| {
+    let mut f = ptr::null_mut();
+    js::check(unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(cb), ptr::null_mut(), &mut f) }).ok().map(|_| f)
+  };
+  let args = [dir, m, native("step", step_cb)?, native("fail", fail_cb)?, native("slab", slab_cb)?];
+  // `dir[m[0]][m[1]]` is the handler (see `Handlers::data_slot`); `Buffer` and the tick function
+  // are captured once, as in `readbuf`'s one-event trampoline.
+  let src = "((B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
+    for (let k = 0; k < count; k++) { const s = step(); if (s === undefined) continue; \
+    if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
+    try { dir[m[0]][m[1]].call(s, s, B.from(ab, m[3], m[4])); tick() } catch (e) { fail(s, e) } } })\
+    (Buffer, process._tickCallback)";
+  let mut maker = ptr::null_mut();
+  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut maker) }).ok()?;
+  let mut f = ptr::null_mut();
+  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), maker, args.len(), args.as_ptr(), &mut f) }).ok()?;
+  Some((js::reference(env, f).ok()?, mem.cast()))
+}
+
+/// Empties the queue (its connections are let go).
+fn clear() {
+  QUEUE.with(|q| {
+    if let Ok(mut q) = q.try_borrow_mut() {
+      q.items.clear();
+      q.next = 0;
+      q.top = None;
+      q.current = None;
+    }
+  });
+}
+
+/// Env teardown: forget the function (the environment frees it) and the queue.
+pub(crate) fn teardown() {
+  SHARED.with(|s| s.set(None));
+  clear();
+}
