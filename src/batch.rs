@@ -27,7 +27,7 @@ use napi::sys;
 use crate::calls::{Reenter, TopState};
 use crate::conn::{self, Conn};
 use crate::handlers::Handlers;
-use crate::js::{self, Env, Value};
+use crate::js::{self, Env, HandleScope, Value};
 use crate::poller::Ready;
 use crate::readbuf::{self, Chunk, Read};
 use crate::socket::ThisHint;
@@ -40,11 +40,13 @@ thread_local! {
   /// This env's loop function and the shared array's memory; `None` until first used, and a
   /// null reference for good when it cannot be made.
   static SHARED: Cell<Option<(Env, sys::napi_ref, *mut i32)>> = const { Cell::new(None) };
-  static QUEUE: RefCell<Queue> = const { RefCell::new(Queue { items: Vec::new(), next: 0, top: None, current: None }) };
+  static QUEUE: RefCell<Queue> = const { RefCell::new(Queue { items: Vec::new(), gen: None, next: 0, top: None, current: None }) };
 }
 
 struct Queue {
   items: Vec<(Rc<Conn>, Ready)>,
+  /// The slab generation the JS loop holds (it asks `slab()` for a new one).
+  gen: Option<u32>,
   /// The next item `step()` takes.
   next: usize,
   /// The top level the loop's caller left (see `calls::Reenter`).
@@ -75,6 +77,7 @@ pub(crate) fn flush(env: Env) {
       let ready = QUEUE.with(|q| {
         let mut q = q.try_borrow_mut().ok()?;
         q.next = 0;
+        q.gen = None;
         q.top = crate::calls::top_state();
         Some(())
       });
@@ -94,6 +97,8 @@ pub(crate) fn flush(env: Env) {
       Some(item)
     });
     let Some((conn, ready)) = item else { break };
+    // Each its own handles, as a round gives every 16 events a scope.
+    let _hs = (len > 1).then(|| HandleScope::open(env));
     conn::on_event(env, &conn, &ready);
   }
   clear();
@@ -120,12 +125,21 @@ fn step(env: Env) -> Option<Value> {
   }
   let (h, r) = conn::read_once(env, &conn)?;
   match r {
-    Read::Data(Chunk::View { off, len, .. }, false) => {
+    Read::Data(Chunk::View { ab, off, len }, false) => {
       // No `data` handler, or no object (closing): the chunk is dropped, as `deliver` does.
       let (chunk, slot) = h.data_slot()?;
       let socket = conn.socket(env)?;
       let (_, _, m) = SHARED.with(Cell::get)?;
-      let fields = [chunk as i32, slot as i32, readbuf::slab_gen() as i32, off as i32, len as i32];
+      let gen = readbuf::slab_gen();
+      if QUEUE.with(|q| q.try_borrow().map_or(true, |q| q.gen != Some(gen))) {
+        // The loop will ask `slab()` for this slab: make sure it can be had, or deliver here.
+        if readbuf::slab_now(env).is_none() {
+          conn::read_on(env, &conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
+          return None;
+        }
+        QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.gen = Some(gen)).ok());
+      }
+      let fields = [chunk as i32, slot as i32, gen as i32, off as i32, len as i32];
       // SAFETY: `m` is the FIELDS-long backing store of the loop's own Int32Array, which only
       // that closure can reach (never detached).
       unsafe { ptr::copy_nonoverlapping(fields.as_ptr(), m, FIELDS) };
@@ -165,7 +179,7 @@ unsafe extern "C" fn fail_cb(env: sys::napi_env, info: sys::napi_callback_info) 
 
 /// `slab()`: the current slab (the loop asks when the generation in the shared array changed).
 unsafe extern "C" fn slab_cb(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
-  readbuf::slab_now(env).map_or(ptr::null_mut(), |(ab, _)| ab)
+  readbuf::slab_now(env).unwrap_or(ptr::null_mut())
 }
 
 /// This env's `bunnetBatch`, made on first use.
@@ -176,6 +190,11 @@ fn function(env: Env) -> Option<Value> {
     None => {}
   }
   let made = make(env);
+  if made.is_none() {
+    // Batching stays off in this env; what the failed attempt threw (a script that cannot run,
+    // e.g. with `Buffer` deleted) must not be taken for the next handler's exception.
+    let _ = js::take_exception(env);
+  }
   SHARED.with(|s| s.set(Some(made.map_or((env, ptr::null_mut(), ptr::null_mut()), |(f, m)| (env, f, m)))));
   js::deref(env, made?.0).ok()
 }
@@ -192,7 +211,8 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
   let args = [dir, m, native("step", step_cb)?, native("fail", fail_cb)?, native("slab", slab_cb)?];
   // `dir[m[0]][m[1]]` is the handler (see `Handlers::data_slot`); `Buffer` and the tick function
   // are captured once, as in `readbuf`'s one-event trampoline.
-  let src = "((B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
+  // Strict, so that no stack-trace API hands the function to user code (`getFunction()`).
+  let src = "'use strict'; ((B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
     for (let k = 0; k < count; k++) { const s = step(); if (s === undefined) continue; \
     if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
     try { dir[m[0]][m[1]].call(s, s, B.from(ab, m[3], m[4])); tick() } catch (e) { fail(s, e) } } })\
@@ -209,6 +229,7 @@ fn clear() {
   QUEUE.with(|q| {
     if let Ok(mut q) = q.try_borrow_mut() {
       q.items.clear();
+      q.gen = None;
       q.next = 0;
       q.top = None;
       q.current = None;

@@ -44,7 +44,7 @@ const LARGE: usize = 16 * 1024;
 struct State {
   env: Env,
   slab: sys::napi_ref,
-  /// Counts the slabs made (see [`slab_now`]).
+  /// Counts the slabs made (see [`slab_gen`]).
   gen: u32,
   used: usize,
   trampoline: sys::napi_ref,
@@ -303,14 +303,13 @@ pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Op
   }
 }
 
-/// The current slab and its generation, which changes with every new slab: a `Chunk::View` a
-/// read of `ReadSize::Small` returned lies in the slab of the generation read right after it.
-pub(crate) fn slab_now(env: Env) -> Option<(Value, u32)> {
-  let (slab, gen) = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| (s.slab, s.gen))))?;
-  Some((js::deref(env, slab).ok()?, gen))
+/// The current slab: a `Chunk::View` that a read of `ReadSize::Small` returned lies in it.
+pub(crate) fn slab_now(env: Env) -> Option<Value> {
+  let slab = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.slab)))?;
+  js::deref(env, slab).ok()
 }
 
-/// The generation of the current slab (see [`slab_now`]).
+/// The current slab's generation, which changes with every new slab (see [`slab_now`]).
 pub(crate) fn slab_gen() -> u32 {
   STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.gen))).unwrap_or(0)
 }
