@@ -204,10 +204,7 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
   let (mut mem, mut ab, mut m) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
   js::check(unsafe { sys::napi_create_arraybuffer(env, FIELDS * 4, &mut mem, &mut ab) }).ok()?;
   js::check(unsafe { sys::napi_create_typedarray(env, sys::TypedarrayType::int32_array, FIELDS, ab, 0, &mut m) }).ok()?;
-  let native = |name: &str, cb: unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value| {
-    let mut f = ptr::null_mut();
-    js::check(unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(cb), ptr::null_mut(), &mut f) }).ok().map(|_| f)
-  };
+  let native = |name, cb| js::native_function(env, name, cb).ok();
   let args = [dir, m, native("step", step_cb)?, native("fail", fail_cb)?, native("slab", slab_cb)?];
   // `dir[m[0]][m[1]]` is the handler (see `Handlers::data_slot`); `Buffer` and the tick function
   // are captured once, as in `readbuf`'s one-event trampoline.

@@ -41,10 +41,7 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let pending = |_| crate::error::pending();
   let mut make = std::ptr::null_mut();
   js::check(unsafe { sys::napi_run_script(env, js::string(env, &src), &mut make) }).map_err(pending)?;
-  let mut native = std::ptr::null_mut();
-  let name = "connect";
-  js::check(unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(connect_cb), std::ptr::null_mut(), &mut native) })
-    .map_err(pending)?;
+  let native = js::native_function(env, "connect", connect_cb).map_err(pending)?;
   let mut f = std::ptr::null_mut();
   js::check(unsafe { sys::napi_call_function(env, js::undefined(env), make, 1, &native, &mut f) }).map_err(pending)?;
   Ok(f)

@@ -304,6 +304,13 @@ pub(crate) fn strict_equals(env: Env, a: Value, b: Value) -> bool {
 }
 
 /// Creates a strong reference (count 1) to an object or function.
+/// A JS function named `name` that calls the native callback `cb`.
+pub(crate) fn native_function(env: Env, name: &str, cb: unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value) -> JsResult<Value> {
+  let mut f = ptr::null_mut();
+  check(unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(cb), ptr::null_mut(), &mut f) })?;
+  Ok(f)
+}
+
 pub(crate) fn reference(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   let mut r = ptr::null_mut();
   check(unsafe { sys::napi_create_reference(env, v, 1, &mut r) })?;

@@ -142,9 +142,7 @@ unsafe extern "C" fn noop_cb(_env: sys::napi_env, _info: sys::napi_callback_info
 }
 
 fn make_noop(env: Env) -> js::Value {
-  let mut f = std::ptr::null_mut();
-  unsafe { sys::napi_create_function(env, c"noop".as_ptr(), 4, Some(noop_cb), std::ptr::null_mut(), &mut f) };
-  f
+  js::native_function(env, "noop", noop_cb).unwrap_or(std::ptr::null_mut())
 }
 
 impl Reactor {
