@@ -391,7 +391,9 @@ pub(crate) fn read_once(env: Env, conn: &Conn) -> Option<(Rc<Handlers>, Read)> {
   let h = conn.handlers()?;
   let Ok(mut guard) = conn.st.try_borrow_mut() else { return None };
   let st = &mut *guard;
-  if st.phase != Phase::Open || st.paused || st.read_eof {
+  // A TLS socket here was upgraded by a `data` handler of this read loop: from now on its session
+  // reads (what the kernel holds goes through it: `upgradeTLS()` kicks the socket).
+  if st.phase != Phase::Open || st.paused || st.read_eof || st.tls.is_some() {
     return None;
   }
   let io = st.io.as_ref()?;

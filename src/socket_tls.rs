@@ -418,6 +418,10 @@ fn upgrade_tls(s: &SocketHandle, c: &Ctx) -> R {
     }
   }
   crate::tls::mark_opened(&conn);
+  // Bytes already in the kernel (the rest of a full read whose handler upgraded, or a pipelined
+  // ClientHello) raise no new edge: read on through the session on the next loop turn.
+  let token = conn.token.get();
+  let _ = crate::reactor::with(|r| r.kick(token));
   conn::emit_open(env, &conn);
   let mut arr = std::ptr::null_mut();
   unsafe {

@@ -1,7 +1,7 @@
 // Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
 import v8 from 'node:v8'
 import vm from 'node:vm'
-import { connect, deferred, delay, listen, sender, server, until } from '../helpers.mjs'
+import { connect, deferred, delay, listen, patterned, sender, server, until } from '../helpers.mjs'
 
 export async function normalSessionOrder(t) {
   const serverLog = []
@@ -142,6 +142,148 @@ export async function bulkChunksPinAtMostTwiceTheirSize(t) {
   }
   t.true(own > 0, 'no read went into a buffer of its own')
   t.deepEqual(wasteful, [])
+}
+
+// During a burst (the sender is ahead of the reader) reads go into 120 KiB buffers: a chunk of
+// exactly 120 KiB is such a read, full, with more waiting in the kernel, whose handler then acts
+// in the middle of the stream (readbuf.rs).
+const OWN = 120 * 1024
+
+/** Streams `src` from a new client to `port` (honouring backpressure); resolves with the client. */
+async function streamTo(t, port, src, extra = {}) {
+  const out = sender(src, 64 * 1024)
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port,
+    socket: { drain: (s) => out.pump(s), data() {}, error() {}, ...extra },
+  })
+  t.teardown(() => c.terminate())
+  out.pump(c)
+  return { c, sent: out.sent }
+}
+
+export async function burstReadHeldBackByPause(t) {
+  // pause() from every full burst read: nothing more until resume(), then every byte, in order
+  // (the read loop stops at pause() although the read was full).
+  const total = 6 << 20
+  const src = patterned(total)
+  let received = 0
+  let mismatches = 0
+  let pauses = 0
+  let paused = false
+  let duringPause = 0
+  const done = deferred()
+  const l = server(t, {
+    data(s, d) {
+      if (paused) duringPause++
+      if (!src.subarray(received, received + d.length).equals(d)) mismatches++
+      received += d.length
+      if (d.length === OWN && received < total) {
+        pauses++
+        paused = true
+        s.pause()
+        setTimeout(() => {
+          paused = false
+          s.resume()
+        }, 5)
+      }
+      if (received === total) done.resolve()
+    },
+  })
+  await streamTo(t, l.port, src)
+  await done.promise
+  t.true(pauses > 0, 'no 120 KiB read: the burst path did not run')
+  t.is(duringPause, 0)
+  t.is(mismatches, 0)
+  t.is(received, total)
+}
+
+export async function burstReadFollowsReloadMidRead(t) {
+  // reload() from a full burst read: what follows goes to the new handler, in the new binaryType,
+  // in order.
+  const total = 16 << 20
+  const src = patterned(total)
+  let received = 0
+  let mismatches = 0
+  const kinds = new Set()
+  let reloaded = false
+  const done = deferred()
+  const check = (bytes) => {
+    if (!src.subarray(received, received + bytes.length).equals(bytes)) mismatches++
+    received += bytes.length
+    if (received === total) done.resolve()
+  }
+  const l = server(t, {
+    data(s, d) {
+      t.false(reloaded, 'the old handler ran after reload()')
+      check(d)
+      if (d.length === OWN && received < total) {
+        reloaded = true
+        s.reload({
+          socket: {
+            binaryType: 'arraybuffer',
+            data(s, ab) {
+              kinds.add(Object.prototype.toString.call(ab))
+              check(Buffer.from(ab))
+            },
+          },
+        })
+      }
+    },
+  })
+  await streamTo(t, l.port, src)
+  await done.promise
+  t.true(reloaded, 'no 120 KiB read: the burst path did not run')
+  t.deepEqual([...kinds], ['[object ArrayBuffer]'])
+  t.is(mismatches, 0)
+}
+
+export async function burstReadDroppedByEndMidRead(t) {
+  // end() from a full burst read: no `data` after it although more was waiting, and `close` runs.
+  const total = 16 << 20
+  let afterEnd = 0
+  let ended = false
+  const closed = deferred()
+  const l = server(t, {
+    data(s, d) {
+      if (ended) afterEnd++
+      if (!ended && d.length === OWN) {
+        ended = true
+        s.end()
+      }
+    },
+    close: () => closed.resolve(),
+  })
+  await streamTo(t, l.port, Buffer.alloc(total, 0x62))
+  await closed.promise
+  await delay(20)
+  t.true(ended, 'no 120 KiB read: the burst path did not run')
+  t.is(afterEnd, 0)
+}
+
+export async function burstThenFinDeliversEveryByteBeforeEnd(t) {
+  // The peer ends right after a burst: every byte comes before `end`.
+  const total = (8 << 20) + 5000
+  const src = patterned(total)
+  let received = 0
+  let mismatches = 0
+  const ended = deferred()
+  const l = server(t, {
+    data(s, d) {
+      if (!src.subarray(received, received + d.length).equals(d)) mismatches++
+      received += d.length
+    },
+    end: () => ended.resolve(received),
+  })
+  const out = sender(src, 64 * 1024)
+  const pump = (s) => {
+    out.pump(s)
+    if (out.sent() === total) s.end()
+  }
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain: pump, data() {} } })
+  pump(c)
+  t.is(await ended.promise, total)
+  t.is(mismatches, 0)
 }
 
 export async function openThrowGoesToErrorThenCloseAndStillResolves(t) {

@@ -701,6 +701,51 @@ export async function upgradeTlsRawHalfKeepsTheOriginalHandlers(t) {
   t.is(orig.readyState, -1)
 }
 
+export async function upgradeTlsFromAFullReadHandsTheRestToTheSession(t) {
+  // A server upgrades from the handler of a full 120 KiB read (a burst: more is waiting in the
+  // kernel, and the read loop would go on). Every byte after the upgrade goes to the TLS session
+  // and, as ciphertext, to the original handlers (Bun's tap), in order; none reaches the TLS
+  // socket's `data` as plaintext. Here they are plaintext, so the handshake fails, but no byte is
+  // skipped. (Until 2026-12-06 the read loop went on after the upgrade and handed the next chunk
+  // to the TLS socket's `data` handler, bypassing the session.)
+  const OWN = 120 * 1024
+  const total = 6 << 20
+  const src = patterned(total)
+  let seen = 0
+  let mismatches = 0
+  let upgradedAt = -1
+  const tlsLog = []
+  const closed = deferred()
+  const old = (s, d) => {
+    if (!src.subarray(seen, seen + d.length).equals(d)) mismatches++
+    seen += d.length
+    if (upgradedAt < 0 && d.length === OWN && seen < total) {
+      upgradedAt = seen
+      s.upgradeTLS({
+        tls: serverTls(),
+        socket: {
+          data: () => tlsLog.push('data'),
+          handshake: (x, ok) => tlsLog.push(`handshake ${ok}`),
+          error: () => tlsLog.push('error'),
+          close: () => closed.resolve(),
+        },
+      })
+    }
+  }
+  const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data: old, error() {} } })
+  t.teardown(() => l.stop(true))
+  const out = sender(src, 64 * 1024)
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain: (s) => out.pump(s), data() {}, error() {} } })
+  t.teardown(() => c.terminate())
+  out.pump(c)
+  await closed.promise
+  t.true(upgradedAt > 0, 'no 120 KiB read: the burst path did not run')
+  t.true(seen > upgradedAt, 'the original handlers saw nothing after the upgrade')
+  t.is(mismatches, 0)
+  t.false(tlsLog.includes('data'))
+  t.log(tlsLog.join(', '))
+}
+
 /** A TCP proxy to `port` that shows every server -> client chunk to `inspect` (which may modify it). */
 async function proxyTo(t, port, inspect) {
   const net = await import('node:net')
