@@ -88,6 +88,21 @@ export function sender(src, step = src.length) {
 }
 
 /**
+ * During a burst (the sender ahead of the reader) reads go into 120 KiB buffers (readbuf.rs): a
+ * chunk of exactly this length is such a read, full, with more waiting in the kernel, so its
+ * handler acts in the middle of the stream.
+ */
+export const BURST_READ = 120 * 1024
+
+/** Streams `src` from a new client to `port`, honouring backpressure; the client is terminated at teardown. */
+export async function streamTo(t, port, src) {
+  const out = sender(src, 64 * 1024)
+  const c = await connect({ hostname: '127.0.0.1', port, socket: { drain: (s) => out.pump(s), data() {}, error() {} } })
+  t.teardown(() => c.terminate())
+  out.pump(c)
+}
+
+/**
  * Registers every exported scenario of `mod` as an ava test. Scenarios take ava's `t` (or the
  * worker shim, which offers the same subset: is, not, true, false, truthy, falsy, deepEqual, like,
  * regex, throws, pass, fail, plan, teardown, log).

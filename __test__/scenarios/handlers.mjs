@@ -1,7 +1,7 @@
 // Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
 import v8 from 'node:v8'
 import vm from 'node:vm'
-import { connect, deferred, delay, listen, patterned, sender, server, until } from '../helpers.mjs'
+import { BURST_READ as OWN, connect, deferred, delay, listen, patterned, sender, server, streamTo, until } from '../helpers.mjs'
 
 export async function normalSessionOrder(t) {
   const serverLog = []
@@ -142,24 +142,6 @@ export async function bulkChunksPinAtMostTwiceTheirSize(t) {
   }
   t.true(own > 0, 'no read went into a buffer of its own')
   t.deepEqual(wasteful, [])
-}
-
-// During a burst (the sender is ahead of the reader) reads go into 120 KiB buffers: a chunk of
-// exactly 120 KiB is such a read, full, with more waiting in the kernel, whose handler then acts
-// in the middle of the stream (readbuf.rs).
-const OWN = 120 * 1024
-
-/** Streams `src` from a new client to `port` (honouring backpressure); resolves with the client. */
-async function streamTo(t, port, src, extra = {}) {
-  const out = sender(src, 64 * 1024)
-  const c = await connect({
-    hostname: '127.0.0.1',
-    port,
-    socket: { drain: (s) => out.pump(s), data() {}, error() {}, ...extra },
-  })
-  t.teardown(() => c.terminate())
-  out.pump(c)
-  return { c, sent: out.sent }
 }
 
 export async function burstReadHeldBackByPause(t) {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
-import { connect, deferred, listen, patterned, sender, until } from '../helpers.mjs'
+import { BURST_READ, connect, deferred, listen, patterned, sender, streamTo, until } from '../helpers.mjs'
 
 const pem = (n) => readFileSync(new URL(`../fixtures/tls/${n}`, import.meta.url))
 const serverTls = (extra = {}) => ({ key: pem('server-key.pem'), cert: pem('server.pem'), ...extra })
@@ -708,7 +708,6 @@ export async function upgradeTlsFromAFullReadHandsTheRestToTheSession(t) {
   // socket's `data` as plaintext. Here they are plaintext, so the handshake fails, but no byte is
   // skipped. (Until 2026-12-06 the read loop went on after the upgrade and handed the next chunk
   // to the TLS socket's `data` handler, bypassing the session.)
-  const OWN = 120 * 1024
   const total = 6 << 20
   const src = patterned(total)
   let seen = 0
@@ -719,7 +718,7 @@ export async function upgradeTlsFromAFullReadHandsTheRestToTheSession(t) {
   const old = (s, d) => {
     if (!src.subarray(seen, seen + d.length).equals(d)) mismatches++
     seen += d.length
-    if (upgradedAt < 0 && d.length === OWN && seen < total) {
+    if (upgradedAt < 0 && d.length === BURST_READ && seen < total) {
       upgradedAt = seen
       s.upgradeTLS({
         tls: serverTls(),
@@ -734,10 +733,7 @@ export async function upgradeTlsFromAFullReadHandsTheRestToTheSession(t) {
   }
   const l = listen({ hostname: '127.0.0.1', port: 0, socket: { data: old, error() {} } })
   t.teardown(() => l.stop(true))
-  const out = sender(src, 64 * 1024)
-  const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { drain: (s) => out.pump(s), data() {}, error() {} } })
-  t.teardown(() => c.terminate())
-  out.pump(c)
+  await streamTo(t, l.port, src)
   await closed.promise
   t.true(upgradedAt > 0, 'no 120 KiB read: the burst path did not run')
   t.true(seen > upgradedAt, 'the original handlers saw nothing after the upgrade')
