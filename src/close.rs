@@ -53,15 +53,18 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
     // Closing the fd removes it from the epoll set and sends the FIN (no separate deregister or
     // shutdown syscalls: the fd is never duplicated, and the poller keeps no per-registration
     // state).
+    // A graceful TLS close waits for the peer's FIN in the background (see `linger`), unless the
+    // peer's FIN is here already.
+    let await_peer = how == How::Graceful && st.tls.is_some() && !st.read_eof;
     if let Some(io) = st.io.take() {
       match (how, st.extra.as_mut().and_then(|x| x.unsent.take())) {
-        (How::Graceful, Some(rest)) => {
+        (How::Graceful, rest) if rest.is_some() || await_peer => {
           let token = conn.token.get();
           let _ = reactor::with(|r| r.deregister(io.fd(), token));
-          crate::linger::start(io, rest);
+          crate::linger::start(io, rest.unwrap_or_default(), await_peer);
         }
         (How::Reset, _) => crate::sockopt::linger_zero(io.fd()),
-        (How::Graceful, None) | (How::Gone, _) => {}
+        (How::Graceful, _) | (How::Gone, _) => {}
       }
     }
     if let Some(x) = st.extra.as_mut() {

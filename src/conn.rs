@@ -190,6 +190,10 @@ impl Conn {
     if st.want_drain {
       return 0;
     }
+    if st.extra().is_some_and(|x| x.reset.is_some()) {
+      // The peer reset the connection (seen by an earlier send): nothing more can be delivered.
+      return -1;
+    }
     if st.tls.is_some() {
       let n = crate::tls::send(&mut st, bytes);
       let idle = st.tls.as_ref().is_some_and(|t| !t.conn.wants_write());
@@ -226,7 +230,7 @@ impl Conn {
         // The peer reset the connection. send() consumed the socket error, so the read side
         // would only see EOF: remember it for the close (no clean `end` after a reset).
         Some(e @ (libc::ECONNRESET | libc::EPIPE)) => {
-          st.extra_mut().reset = Some(e);
+          st.extra_mut().reset.get_or_insert(e);
           return -1;
         }
         _ => return -1,
@@ -257,6 +261,9 @@ impl Conn {
         // the kernel does not take goes to the background flush.
         t.conn.set_buffer_limit(None);
         let _ = std::io::Write::write_all(&mut t.conn.writer(), rest);
+      } else if let Some(p) = st.pending_tls() {
+        // A client TLS session not started yet: the rest waits with the other early bytes.
+        p.early.extend_from_slice(rest);
       } else {
         st.extra_mut().unsent = Some(rest.to_vec());
       }
@@ -366,7 +373,7 @@ fn on_writable(env: Env, conn: &Conn) {
   let owed = match conn.st.try_borrow_mut() {
     Ok(mut st) if st.phase == Phase::Open && st.want_drain => {
       st.want_drain = false;
-      true
+      !st.write_shut
     }
     _ => false,
   };
@@ -458,8 +465,10 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
     st.read_eof = true;
     (st.write_shut, st.is_unix, st.allow_half_open, st.extra().and_then(|x| x.reset))
   };
-  if let Some(errno) = reset {
-    let err = SysError::from_io(&io::Error::from_raw_os_error(errno), "write").to_js(env);
+  if reset.is_some() {
+    // Reported as the peer's reset always is (spec §5.1): ECONNRESET, syscall "read". (A send
+    // after the reset was consumed gets EPIPE; our own shutdown() never reaches send.)
+    let err = SysError::from_io(&io::Error::from_raw_os_error(libc::ECONNRESET), "read").to_js(env);
     return close(env, conn, How::Gone, Some(err));
   }
   // After our own shutdown() the peer's FIN completes the close: Bun reports no `end` then, and

@@ -50,13 +50,32 @@ pub(crate) struct Extra {
   pub reset: Option<i32>,
   /// Client sockets until the connect settles: addresses left to try, the promise, TLS options.
   pub pending: Option<Box<crate::conn::Pending>>,
+  /// TLS: `end()`/`close()` or `shutdown()` called before the handshake ended, carried out once
+  /// it has (so the bytes `write()`/`end()` took go out encrypted first).
+  pub after_handshake: Option<AfterHandshake>,
+}
+
+/// What a TLS socket was asked to do while its handshake was still running.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AfterHandshake {
+  /// `shutdown()`: close_notify and the FIN after the taken bytes.
+  Shutdown,
+  /// `end()`/`close()`: the same, then the close.
+  End,
 }
 
 impl Extra {
   /// Nothing kept: the box can go (listed by destructuring, so a new field cannot be forgotten).
   fn is_empty(&self) -> bool {
-    let Extra { timeout_at, timer_queued, unsent, host, pending_tls, reset, pending } = self;
-    timeout_at.is_none() && timer_queued.is_none() && unsent.is_none() && host.is_none() && pending_tls.is_none() && reset.is_none() && pending.is_none()
+    let Extra { timeout_at, timer_queued, unsent, host, pending_tls, reset, pending, after_handshake } = self;
+    timeout_at.is_none()
+      && timer_queued.is_none()
+      && unsent.is_none()
+      && host.is_none()
+      && pending_tls.is_none()
+      && reset.is_none()
+      && pending.is_none()
+      && after_handshake.is_none()
   }
 }
 
@@ -94,6 +113,11 @@ impl ConnState {
 
   pub(crate) fn has_pending_tls(&self) -> bool {
     self.extra().is_some_and(|x| x.pending_tls.is_some())
+  }
+
+  /// A TLS socket whose handshake has not ended yet (its session pending or still handshaking).
+  pub(crate) fn tls_handshaking(&self) -> bool {
+    self.has_pending_tls() || self.tls.as_ref().is_some_and(|t| !t.done)
   }
 
   /// Records the peer address (TCP; `None` for unix sockets) and the family it implies.

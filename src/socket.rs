@@ -11,6 +11,7 @@ use napi::sys;
 use crate::bytes::with_bytes;
 use crate::class::{self, Class, Ctx, Method};
 use crate::conn::{self, Conn, How, Phase};
+use crate::conn_parts::AfterHandshake;
 use crate::error::{pending, ArgError};
 use crate::handlers::{self, HandlerRef};
 use crate::js::{self, Value};
@@ -233,11 +234,35 @@ fn close(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// The caller's own graceful close: plain sockets run their `close` handler before returning,
 /// TLS sockets right after (spec §5.3).
 fn graceful(env: sys::napi_env, conn: &Rc<conn::Conn>) {
+  if after_handshake(conn, AfterHandshake::End) {
+    return;
+  }
   if conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) {
     conn::close_then_report(conn);
   } else {
     conn::close(env, conn, How::Graceful, None);
   }
+}
+
+/// A TLS socket whose handshake is still running cannot send the bytes `write()`/`end()` took
+/// yet: it stops taking more now (writes return `-1`), and `what` is done once the handshake has
+/// ended (see `tls::handshake_done`), after those bytes; a failed handshake is reported as usual
+/// (`handshake(s, false, err)`, then `close`). Bun returns `0` from such writes and drops them.
+/// `false` when the socket is not in that state.
+fn after_handshake(conn: &conn::Conn, what: AfterHandshake) -> bool {
+  let Ok(mut st) = conn.st.try_borrow_mut() else { return false };
+  if st.phase != Phase::Open || !st.tls_handshaking() {
+    return false;
+  }
+  st.write_shut = true;
+  if what == AfterHandshake::End {
+    st.want_drain = false;
+  }
+  let x = st.extra_mut();
+  if x.after_handshake != Some(AfterHandshake::End) {
+    x.after_handshake = Some(what);
+  }
+  true
 }
 
 /// Abortive close: the peer gets a reset (SO_LINGER 0); `close` runs before this returns.
@@ -250,6 +275,9 @@ fn terminate(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// `shutdown(true)` shuts the read side (this socket's own `end` handler runs next).
 fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let read_side = js::truthy(c.env, c.arg(0));
+  if !read_side && after_handshake(&s.conn(), AfterHandshake::Shutdown) {
+    return c.undefined();
+  }
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     if let (Phase::Open, Some(fd)) = (st.phase, st.io.as_ref().map(conn::Io::fd)) {
       if read_side {
@@ -260,6 +288,8 @@ fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
           // close_notify first, and the FIN only once every taken byte is out.
           crate::tls::shutdown_write(&mut st);
         } else {
+          // No drain after this: every later write returns -1 (Bun's plain sockets fire none).
+          st.want_drain = false;
           unsafe { libc::shutdown(fd, libc::SHUT_WR) };
         }
       }
@@ -406,9 +436,10 @@ fn set_keep_alive(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   c.boolean(with_fd(s, |fd, unix| unix || sockopt::set_keepalive(fd, on, delay_ms)))
 }
 
-/// `1` while open, `-1` once closed (spec §4.1).
+/// `1` while open, `-1` once closed (spec §4.1), or ended while its TLS handshake still runs.
 fn ready_state(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  c.number(if s.conn().is_open() { 1.0 } else { -1.0 })
+  let ending = s.conn().st.try_borrow().is_ok_and(|st| st.extra().is_some_and(|x| x.after_handshake == Some(AfterHandshake::End)));
+  c.number(if s.conn().is_open() && !ending { 1.0 } else { -1.0 })
 }
 
 /// Bytes the kernel accepted so far (every `write`/`end` return value summed).

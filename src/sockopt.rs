@@ -49,6 +49,18 @@ pub(crate) fn discard_input(fd: RawFd) {
   }
 }
 
+/// Bytes sent but not yet acknowledged by the peer (`SIOCOUTQ`; 0 when unknown).
+pub(crate) fn unacked(fd: RawFd) -> usize {
+  let mut n: libc::c_int = 0;
+  // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int.
+  let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+  if r < 0 {
+    0
+  } else {
+    usize::try_from(n).unwrap_or(0)
+  }
+}
+
 /// Makes the next close send RST instead of FIN.
 pub(crate) fn linger_zero(fd: RawFd) {
   let _ = borrowed(fd).set_linger(Some(Duration::ZERO));

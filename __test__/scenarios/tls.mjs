@@ -1,53 +1,9 @@
 // TLS on rustls (spec §6): verification outcomes with Node's codes, handler order, ALPN, SNI,
 // certificates, keying material, client certificates, bulk integrity.
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 
 import { BURST_READ, connect, deferred, listen, patterned, sender, streamTo, until } from '../helpers.mjs'
-
-const pem = (n) => readFileSync(new URL(`../fixtures/tls/${n}`, import.meta.url))
-const serverTls = (extra = {}) => ({ key: pem('server-key.pem'), cert: pem('server.pem'), ...extra })
-
-/** A TLS echo listener recording its handshake outcome. */
-function tlsServer(t, tls = serverTls(), extra = {}) {
-  const seen = { handshakes: [], opens: 0 }
-  const l = listen({
-    hostname: '127.0.0.1',
-    port: 0,
-    tls,
-    socket: {
-      open: () => seen.opens++,
-      handshake: (s, ok, err) => seen.handshakes.push([ok, err?.code ?? null, s.authorized]),
-      data: (s, d) => s.write(d),
-      ...extra,
-    },
-  })
-  t.teardown(() => l.stop(true))
-  return { l, seen }
-}
-
-/** Connects with a handshake handler; resolves { s, ok, err } at the handshake. */
-async function handshake(t, port, tls, extra = {}) {
-  const hs = deferred()
-  const log = []
-  const s = await connect({
-    hostname: '127.0.0.1',
-    port,
-    tls,
-    socket: {
-      open: () => log.push('open'),
-      handshake: (s, ok, err) => {
-        log.push(`handshake ${ok}`)
-        hs.resolve({ ok, err })
-      },
-      data: (s, d) => log.push(`data ${d}`),
-      close: () => log.push('close'),
-      ...extra,
-    },
-  })
-  t.teardown(() => s.terminate())
-  return { s, log, ...(await hs.promise) }
-}
+import { handshake, pem, serverTls, tlsServer } from '../tls-fixtures.mjs'
 
 export async function trustedCaVerifiesAndCarriesData(t) {
   const { l, seen } = tlsServer(t)

@@ -117,6 +117,26 @@ export async function shortWriteThenZeroThenOneDrain(t) {
   t.is(got().length, first)
 }
 
+export async function noDrainAfterShutdown(t) {
+  // A write cut short, then shutdown(): every later write returns -1, so no drain is owed (Bun's
+  // plain sockets fire none); the peer still gets every byte taken, then the FIN.
+  const ended = deferred()
+  const { c, s, got } = await pair(t, { end: () => ended.resolve() })
+  s.pause()
+  const log = []
+  c.reload({ socket: { data() {}, drain: () => log.push('drain') } })
+  const big = Buffer.alloc(32 * 1024 * 1024, 3)
+  const taken = c.write(big)
+  t.true(taken > 0 && taken < big.length, `took ${taken}`)
+  c.shutdown()
+  t.is(c.write('x'), -1)
+  s.resume()
+  await ended.promise
+  t.is(got().length, taken)
+  await new Promise((r) => setImmediate(r))
+  t.deepEqual(log, [])
+}
+
 export async function bulkWithBackpressureKeepsEveryByte(t) {
   const total = 16 * 1024 * 1024
   const src = patterned(total)

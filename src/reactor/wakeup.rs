@@ -33,7 +33,7 @@ impl Reactor {
       let reg = match &e {
         Entry::Conn(c) => c.st.try_borrow().ok().and_then(|st| st.io.as_ref().map(|io| (io.fd(), poller::CONN))),
         Entry::Listener(l) => l.fd().map(|fd| (fd, poller::READ)),
-        Entry::Linger(l) => l.fd().map(|fd| (fd, poller::WRITE)),
+        Entry::Linger(l) => l.fd().map(|fd| (fd, l.interest())),
       };
       if let Some((fd, interest)) = reg {
         self.poller.migrate(fd, token, interest);

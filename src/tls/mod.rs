@@ -27,6 +27,7 @@ use rustls::pki_types::ServerName;
 use rustls::Connection;
 
 use crate::conn::{self, Conn, How, Io, Phase};
+use crate::conn_parts::AfterHandshake;
 use crate::handlers::Event;
 use crate::js::{self, Env, Value};
 use config::TlsOptions;
@@ -136,6 +137,10 @@ pub(crate) fn start_pending(c: &Conn) -> Result<(), String> {
   if !p.early.is_empty() {
     if let Ok(mut st) = c.st.try_borrow_mut() {
       if let Some(t) = st.tls.as_mut() {
+        if p.early.len() > BUFFER_LIMIT {
+          // `end(data)` in `open` took more than the limit (`Conn::keep_unsent`): all of it goes.
+          t.conn.set_buffer_limit(None);
+        }
         let _ = t.conn.writer().write_all(&p.early);
       }
       flush_state(&mut st);
@@ -234,7 +239,7 @@ pub(super) fn flush_state(st: &mut conn::ConnState) -> bool {
       Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
       Err(e) => {
         if let Some(errno @ (libc::ECONNRESET | libc::EPIPE)) = e.raw_os_error() {
-          st.extra_mut().reset = Some(errno);
+          st.extra_mut().reset.get_or_insert(errno);
         }
         return false;
       }
@@ -308,11 +313,15 @@ pub(crate) fn send(st: &mut conn::ConnState, bytes: &[u8]) -> i64 {
       Err(_) => break,
     }
   }
+  flush_state(st);
+  if st.extra().is_some_and(|x| x.reset.is_some()) {
+    // The peer reset the connection: what the session took will never be delivered.
+    return -1;
+  }
   st.bytes_written += n as u64;
   if n < bytes.len() {
     st.want_drain = true;
   }
-  flush_state(st);
   n as i64
 }
 
@@ -427,6 +436,26 @@ pub(super) fn handshake_done(env: Env, c: &Conn) {
   };
   if drain {
     conn::emit(env, c, Event::Drain, &[]);
+  }
+  after_handshake(env, c);
+}
+
+/// `end()`/`close()`/`shutdown()` called while the handshake ran (`socket::after_handshake`):
+/// carried out now, after the bytes taken meanwhile (the session encrypted them as the handshake
+/// completed; a close sends what the kernel does not take in the background).
+fn after_handshake(env: Env, c: &Conn) {
+  let what = match c.st.try_borrow_mut() {
+    Ok(mut st) if st.phase == Phase::Open => st.extra.as_mut().and_then(|x| x.after_handshake.take()),
+    _ => None,
+  };
+  match what {
+    Some(AfterHandshake::End) => conn::close(env, c, How::Graceful, None),
+    Some(AfterHandshake::Shutdown) => {
+      if let Ok(mut st) = c.st.try_borrow_mut() {
+        shutdown_write(&mut st);
+      }
+    }
+    None => {}
   }
 }
 
