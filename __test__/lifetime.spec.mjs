@@ -74,6 +74,16 @@ test('a throw in data without an error handler is an uncaughtException and the s
   t.is(r.out, 'uncaught from data\nsecond data rs=1\n')
 })
 
+test('a nextTick callback that throws after a handler is an uncaughtException, not the handler\'s throw', async (t) => {
+  const r = await run('nextTickThrows', 10000)
+  t.true(r.exited, r.out + r.err)
+  t.is(r.code, 0, r.err)
+  const lines = r.out.trim().split('\n')
+  t.is(lines.filter((l) => l === 'uncaught tick after open').length, 4, r.out)
+  t.is(lines.filter((l) => l === 'uncaught tick after data').length, 5, r.out)
+  t.is(lines.at(-1), 'errors 0 open 1,1,1,1')
+})
+
 test('a throw in open without an error handler: uncaughtException, close, promise resolves', async (t) => {
   const r = await run('openThrowWithoutErrorHandler', 10000)
   t.true(r.exited, r.out + r.err)

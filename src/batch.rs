@@ -51,8 +51,8 @@ struct Queue {
   next: usize,
   /// The top level the loop's caller left (see `calls::Reenter`).
   top: TopState,
-  /// The handler set of the event being delivered (where a throw goes).
-  current: Option<Rc<Handlers>>,
+  /// The connection and handler set of the event being delivered (where a throw goes).
+  current: Option<(Rc<Conn>, Rc<Handlers>)>,
 }
 
 /// Queues a report [`conn::plain_read`] accepted; [`flush`] delivers it.
@@ -143,7 +143,7 @@ fn step(env: Env) -> Option<Value> {
       // SAFETY: `m` is the FIELDS-long backing store of the loop's own Int32Array, which only
       // that closure can reach (never detached).
       unsafe { ptr::copy_nonoverlapping(fields.as_ptr(), m, FIELDS) };
-      QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.current = Some(h)).ok());
+      QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.current = Some((conn.clone(), h))).ok());
       ThisHint::conn(&conn);
       Some(socket)
     }
@@ -169,7 +169,7 @@ unsafe extern "C" fn fail_cb(env: sys::napi_env, info: sys::napi_callback_info) 
       let (h, top) = QUEUE.with(|q| q.try_borrow().map(|q| (q.current.clone(), q.top)).unwrap_or((None, None)));
       let _top = Reenter::enter(top);
       match h {
-        Some(h) => conn::route_error(env, &h, socket, err),
+        Some((c, h)) => conn::route_error(env, &conn::routed(&c, h), socket, err),
         None => js::fatal_exception(env, err),
       }
       Ok(ptr::null_mut())
@@ -207,15 +207,19 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
   let native = |name, cb| js::native_function(env, name, cb).ok();
   let args = [dir, m, native("step", step_cb)?, native("fail", fail_cb)?, native("slab", slab_cb)?];
   // `dir[m[0]][m[1]]` is the handler (see `Handlers::data_slot`); `Buffer` and the tick function
-  // are captured once, as in `readbuf`'s one-event trampoline.
+  // are captured once, as in `readbuf`'s one-event trampoline. A throw from the handler goes to
+  // `fail` (Bun's routing); the tick queue's own throws are uncaught exceptions (`calls::tick_fn`).
   // Strict, so that no stack-trace API hands the function to user code (`getFunction()`).
-  let src = "'use strict'; ((B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
+  let src = "'use strict'; (B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
     for (let k = 0; k < count; k++) { const s = step(); if (s === undefined) continue; \
     if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
-    try { dir[m[0]][m[1]].call(s, s, B.from(ab, m[3], m[4])); tick() } catch (e) { fail(s, e) } } })\
-    (Buffer, process._tickCallback)";
+    try { dir[m[0]][m[1]].call(s, s, B.from(ab, m[3], m[4])) } catch (e) { fail(s, e) } tick() } }";
+  let mut outer = ptr::null_mut();
+  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut outer) }).ok()?;
+  let buffer = js::get(env, js::global(env), "Buffer").ok()?;
   let mut maker = ptr::null_mut();
-  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut maker) }).ok()?;
+  let captured = [buffer, crate::calls::tick_fn(env)?];
+  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), outer, 2, captured.as_ptr(), &mut maker) }).ok()?;
   let mut f = ptr::null_mut();
   js::check(unsafe { sys::napi_call_function(env, js::undefined(env), maker, args.len(), args.as_ptr(), &mut f) }).ok()?;
   Some((js::reference(env, f).ok()?, mem.cast()))

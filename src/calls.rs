@@ -34,11 +34,19 @@ fn ticks(env: Env) -> Option<(Value, Value)> {
     Some((e, tr, tick)) if e == env => (tr, tick),
     Some(_) => return None,
     None => {
-      // `f.apply(t, a)` keeps the caller's argument count (handlers can see it).
-      let src = "(() => { const tick = process._tickCallback; if (typeof tick !== 'function') return []; \
-        return [function bunnetTop(f, t, ...a) { const r = f.apply(t, a); tick(); return r }, tick] })()";
+      // `f.apply(t, a)` keeps the caller's argument count (handlers can see it). `tick` runs the
+      // `nextTick` queue; a callback of it that throws is an uncaught exception, as after Node's
+      // own callbacks, and never counts as a throw of the handler before it: that would route it
+      // to the socket's `error` handler (and leave Node's async-id stack as the failed callback
+      // left it, which Node aborts on when the callback scope closes).
+      let src = "(fatal => { const raw = process._tickCallback; if (typeof raw !== 'function') return []; \
+        const tick = function bunnetTick() { try { raw() } catch (e) { fatal(e) } }; \
+        return [function bunnetTop(f, t, ...a) { const r = f.apply(t, a); tick(); return r }, tick] })";
+      let mut make = ptr::null_mut();
+      check(unsafe { sys::napi_run_script(env, string(env, src), &mut make) }).ok()?;
+      let fatal = crate::js::native_function(env, "fatal", fatal_cb).ok()?;
       let mut arr = ptr::null_mut();
-      check(unsafe { sys::napi_run_script(env, string(env, src), &mut arr) }).ok()?;
+      check(unsafe { sys::napi_call_function(env, undefined(env), make, 1, &fatal, &mut arr) }).ok()?;
       let (mut tr, mut tick) = (ptr::null_mut(), ptr::null_mut());
       unsafe {
         sys::napi_get_element(env, arr, 0, &mut tr);
@@ -56,6 +64,21 @@ fn ticks(env: Env) -> Option<(Value, Value)> {
     return None;
   }
   Some((deref(env, tr).ok()?, deref(env, tick).ok()?))
+}
+
+/// This env's `nextTick` queue runner (throws from the queue become uncaught exceptions).
+pub(crate) fn tick_fn(env: Env) -> Option<Value> {
+  ticks(env).map(|(_, tick)| tick)
+}
+
+/// `fatal(e)`: `e` is an uncaught exception (Node's `process._fatalException` handling).
+unsafe extern "C" fn fatal_cb(env: Env, info: sys::napi_callback_info) -> Value {
+  let mut argc = 1;
+  let mut e = ptr::null_mut();
+  if sys::napi_get_cb_info(env, info, &mut argc, &mut e, ptr::null_mut(), ptr::null_mut()) == sys::Status::napi_ok && argc == 1 {
+    fatal_exception(env, e);
+  }
+  ptr::null_mut()
 }
 
 /// Env teardown: forget the trampoline references (the environment frees them).

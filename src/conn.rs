@@ -305,12 +305,23 @@ pub(crate) fn route_error(env: Env, h: &Handlers, socket: Value, err: Value) {
   }
 }
 
+/// The handler set a throw from `h`'s handler goes to: the socket's set as it is after the call
+/// (a handler that called `reload()` and then threw reaches the new `error`, as in Bun), or `h`
+/// once the socket has none (closed).
+pub(crate) fn routed(conn: &Conn, h: Rc<Handlers>) -> Rc<Handlers> {
+  conn.handlers().unwrap_or(h)
+}
+
 /// Calls handler `ev` on `conn`, routing a throw to `error`. Returns what the handler returned.
 pub(crate) fn emit(env: Env, conn: &Conn, ev: Event, args: &[Value]) -> Option<Called> {
   let h = conn.handlers()?;
   let socket = conn.socket(env)?;
   let _hint = crate::socket::ThisHint::enter(socket, conn);
-  call_routed(env, &h, ev, socket, args)
+  let called = invoke(env, &h, ev, socket, args)?;
+  if let Called::Threw(e) = called {
+    route_error(env, &routed(conn, h), socket, e);
+  }
+  Some(called)
 }
 
 /// [`invoke`], with a throw routed by Bun's rule ([`route_error`]).
@@ -333,7 +344,7 @@ pub(crate) fn emit_open(env: Env, conn: &Conn) {
     _ => None,
   };
   if let Some(e) = failed {
-    route_error(env, &h, socket, e);
+    route_error(env, &routed(conn, h), socket, e);
     close(env, conn, How::Graceful, None);
   }
 }
@@ -440,7 +451,7 @@ pub(crate) fn read_on(env: Env, conn: &Conn, hup: bool, h: Rc<Handlers>, r: Read
         if let Some(socket) = conn.socket(env) {
           let _hint = crate::socket::ThisHint::enter(socket, conn);
           if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
-            route_error(env, &h, socket, e);
+            route_error(env, &routed(conn, h), socket, e);
           }
         }
         if !full && !hup {

@@ -80,10 +80,15 @@ fn init(env: Env) -> Option<State> {
   // `c[i]` is the `data` handler in its registry chunk (see `Handlers::place`); `t`: called at
   // top level, so run the tick queue after it (see `js::TopLevel`). `Buffer` is captured once:
   // the global is an accessor in Node.
-  let src = "((B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
-    const r = c[i].call(s, s, B.from(ab, o, n)); if (t) tick(); return r })(Buffer, process._tickCallback)";
+  // A throw from the handler skips the tick, as before; the tick queue's own throws are uncaught
+  // exceptions, never the handler's (`calls::tick_fn`).
+  let src = "(B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
+    const r = c[i].call(s, s, B.from(ab, o, n)); if (t) tick(); return r }";
+  let mut outer = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut outer) }).ok()?;
+  let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env).unwrap_or_else(|| js::undefined(env))];
   let mut f = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut f) }).ok()?;
+  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), outer, 2, captured.as_ptr(), &mut f) }).ok()?;
   let trampoline = js::reference(env, f).ok()?;
   Some(State { env, slab: std::ptr::null_mut(), gen: 0, used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
 }

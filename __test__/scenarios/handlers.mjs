@@ -530,3 +530,27 @@ export async function handlerSetsAreReleasedWithTheirSockets(t) {
   t.is(finalized, N)
   t.deepEqual(log, ['mine'])
 }
+
+export async function aThrowAfterReloadGoesToTheNewErrorHandler(t) {
+  // Bun routes a handler's throw to the `error` handler in effect when it throws: one that called
+  // reload() first reaches the new one. Checked on the one-event and the batched data path.
+  const accepted = []
+  const l = server(t, { open: (s) => accepted.push(s), data() {} })
+  const log = []
+  const socket = {
+    data(s) {
+      s.reload({ socket: { data() {}, error: (s, e) => log.push(`new ${s.data} ${e.message}`) } })
+      throw new Error('after reload')
+    },
+    error: (s) => log.push(`old ${s.data}`),
+  }
+  const clients = []
+  for (let i = 0; i < 4; i++) clients.push(await connect({ hostname: '127.0.0.1', port: l.port, data: i, socket }))
+  t.teardown(() => clients.forEach((c) => c.end()))
+  await until(() => accepted.length === 4)
+  accepted[0].write('x')
+  await until(() => log.length === 1)
+  for (const s of accepted.slice(1)) s.write('x')
+  await until(() => log.length === 4)
+  t.deepEqual(log.sort(), ['new 0 after reload', 'new 1 after reload', 'new 2 after reload', 'new 3 after reload'])
+}
