@@ -150,16 +150,27 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
   };
   let io = match started {
     Ok(io) => io,
-    Err(e) => return post_failure(conn, e),
+    Err(e) => return attempt_failed(conn, e),
   };
   let registered = reactor::with(|r| r.register(io.fd(), token, crate::poller::CONN));
   if let Some(Err(e)) = registered {
-    return post_failure(conn, e);
+    return attempt_failed(conn, e);
   }
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     st.set_remote(remote);
     st.io = Some(io);
     st.phase = Phase::Connecting;
+  }
+}
+
+/// An attempt that failed at once (`connect(2)` itself: ENETUNREACH, EADDRNOTAVAIL, ...): the next
+/// resolved address is tried, as after a refused one; the error is reported when none is left.
+fn attempt_failed(conn: &Rc<Conn>, error: io::Error) {
+  let more = conn.st.try_borrow().ok().and_then(|st| st.pending().map(|p| !p.addrs.is_empty())).unwrap_or(false);
+  if more {
+    try_next(conn);
+  } else {
+    post_failure(conn, error);
   }
 }
 

@@ -149,7 +149,7 @@ fn parse_target(env: Env, options: Value, pre: Preread) -> Result<Target, Invali
     return Err(either().into());
   }
   let port = pre.option(env, options, "port")?;
-  if js::is_undefined(env, port) {
+  if absent(env, port) {
     return Err(ArgError::type_error("Missing \"port\"").into());
   }
   let n = js::to_number(env, port).ok_or(Invalid::Pending)?;
@@ -158,7 +158,7 @@ fn parse_target(env: Env, options: Value, pre: Preread) -> Result<Target, Invali
 
 /// Bun's port rules: any value `Number()` turns into an integer in `[0, 65535]`.
 pub(crate) fn validate_port(n: f64) -> Result<u16, ArgError> {
-  if !n.is_finite() || n.fract() != 0.0 {
+  if !n.is_finite() || n.fract() != 0.0 || n.abs() > 9_007_199_254_740_991.0 {
     return Err(ArgError::range_error(format!("SocketOptions.port must be an integer (received {})", js_number(n))));
   }
   if !(0.0..=65535.0).contains(&n) {
@@ -180,7 +180,28 @@ pub(crate) fn js_number(n: f64) -> String {
   } else if n == 0.0 {
     "0".into()
   } else {
-    format!("{n}")
+    // ECMAScript Number::toString: the shortest round-trip digits (Rust's `{:e}` gives them with
+    // their exponent), placed as JS places them (exponent form from 1e21 up and below 1e-6).
+    let sci = format!("{:e}", n.abs());
+    let Some((mant, exp)) = sci.split_once('e') else { return format!("{n}") };
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let (Ok(e), k) = (exp.parse::<i64>(), digits.len() as i64) else { return format!("{n}") };
+    let point = e + 1;
+    let body = if k <= point && point <= 21 {
+      format!("{digits}{}", "0".repeat((point - k) as usize))
+    } else if 0 < point && point <= 21 {
+      format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    } else if -6 < point && point <= 0 {
+      format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else {
+      let m = if k == 1 { digits.clone() } else { format!("{}.{}", &digits[..1], &digits[1..]) };
+      format!("{m}e{}{}", if e >= 0 { '+' } else { '-' }, e.abs())
+    };
+    if n < 0.0 {
+      format!("-{body}")
+    } else {
+      body
+    }
   }
 }
 

@@ -333,9 +333,17 @@ fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
     if js::type_of(env, c.arg(0)) != sys::ValueType::napi_number {
       return Err(ArgError::plain("Expected length to be a number").throw(env));
     }
-    let len = js::get_f64(env, c.arg(0)).unwrap_or(0.0);
-    if len < 0.0 {
+    let len = js::get_f64(env, c.arg(0)).unwrap_or(0.0).trunc();
+    if !len.is_finite() || len < 0.0 {
       return Err(ArgError::plain("Expected length to be a positive number").throw(env));
+    }
+    if len > MAX_EXPORT_ARG {
+      return Err(ArgError::range_error(format!(
+        "The value of \"size\" is out of range. It must be >= 0 and <= {MAX_EXPORT_ARG}. Received {}",
+        grouped(len as u64)
+      ))
+      .with_code("ERR_OUT_OF_RANGE")
+      .throw(env));
     }
     if js::type_of(env, c.arg(1)) != sys::ValueType::napi_string {
       return Err(ArgError::plain("Expected label to be a string").throw(env));
@@ -352,14 +360,38 @@ fn export_keying_material(s: &SocketHandle, c: &Ctx) -> R {
     if t.conn.is_handshaking() {
       return Err(ArgError::plain("OpenSSL HANDSHAKE_NOT_COMPLETE via OPENSSL_internal SSL routines").throw(env));
     }
-    let mut out = vec![0u8; len as usize];
+    // TLS 1.3's HKDF-Expand gives at most 255 hash lengths (SHA-384: 12,240 bytes): nothing
+    // larger is allocated. (TLS 1.2's PRF has no limit.)
+    let too_large = || ArgError::plain("OpenSSL OUTPUT_TOO_LARGE via OPENSSL_internal HKDF functions").throw(env);
+    if len > 255.0 * 48.0 && t.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+      return Err(too_large());
+    }
+    let mut out = Vec::new();
+    if out.try_reserve_exact(len as usize).is_err() {
+      return Err(ArgError::plain("bunnet: out of memory for exportKeyingMaterial").throw(env));
+    }
+    out.resize(len as usize, 0u8);
     if !out.is_empty() {
-      t.conn
-      .export_keying_material(&mut out, label.as_bytes(), context.as_deref())
-      .map_err(|e| ArgError::plain(e.to_string()).throw(env))?;
+      t.conn.export_keying_material(&mut out, label.as_bytes(), context.as_deref()).map_err(|_| too_large())?;
     }
     Ok(js::buffer(env, &out))
   })
+}
+
+/// The largest `exportKeyingMaterial` length Bun takes before its RangeError (a Buffer size).
+const MAX_EXPORT_ARG: f64 = 4_294_967_296.0;
+
+/// `n` with Node's numeric separators (`1_099_511_627_776`), as in its range errors.
+fn grouped(n: u64) -> String {
+  let digits = n.to_string();
+  let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+  for (i, ch) in digits.chars().enumerate() {
+    if i > 0 && (digits.len() - i) % 3 == 0 {
+      out.push('_');
+    }
+    out.push(ch);
+  }
+  out
 }
 
 /// STARTTLS: `upgradeTLS({ data?, tls, socket })` → `[raw, tls]` (spec §6.5). Two new

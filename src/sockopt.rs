@@ -101,6 +101,9 @@ pub(crate) fn connect_unix(path: &str) -> io::Result<mio::net::UnixStream> {
   match s.connect(&unix_addr(path)?) {
     Ok(()) => {}
     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+    // A non-blocking unix connect to a listener whose accept queue is full: refused, as Bun
+    // reports it (the kernel's EAGAIN would read as "try again" to the caller).
+    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(io::Error::from_raw_os_error(libc::ECONNREFUSED)),
     Err(e) => return Err(e),
   }
   Ok(mio::net::UnixStream::from_std(s.into()))

@@ -52,6 +52,10 @@ export function targetValidation(t) {
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 'abc' }), { ...RE, message: 'SocketOptions.port must be an integer (received NaN)' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: NaN }), { ...RE, message: 'SocketOptions.port must be an integer (received NaN)' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 1.5 }), { ...RE, message: 'SocketOptions.port must be an integer (received 1.5)' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: null }), { ...TE, message: 'Missing "port"' })
+    // Numbers as JS prints them; integers beyond 2 ** 53 - 1 are "not an integer" (as in Bun).
+    for (const [p, shown] of [[2 ** 53, '9007199254740992'], [1e21, '1e+21'], [1e-7, '1e-7'], [-1e-7, '-1e-7'], [5e-324, '5e-324'], [1.23e-5, '0.0000123']])
+      t.throws(() => fn({ socket, hostname: '127.0.0.1', port: p }), { ...RE, message: `SocketOptions.port must be an integer (received ${shown})` })
     for (const p of [-1, 65536, 70000]) {
       t.throws(() => fn({ socket, hostname: '127.0.0.1', port: p }), { ...RE, message: `SocketOptions.port must be in the range [0, 65535] (received ${p})` })
     }

@@ -1,5 +1,6 @@
 // connect(): transports, resolution, order of open vs. promise, and failure delivery (spec §2).
 import { writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { join } from 'node:path'
 
 import { connect, deferred, echoServer, listen, recorder, server, tempDir, until } from '../helpers.mjs'
@@ -221,4 +222,22 @@ export async function dataArrivingWithTheConnectIsDelivered(t) {
   const s = await p
   t.teardown(() => s.end())
   t.is(await Promise.race([got.promise, new Promise((r) => setTimeout(() => r('lost'), 2000))]), 'greeting')
+}
+
+export async function unixListenerWithAFullQueueRefuses(t) {
+  // A non-blocking unix connect to a listener whose accept queue is full fails with EAGAIN from
+  // the kernel; Bun reports ECONNREFUSED (EAGAIN would read as "try again").
+  const path = join(tempDir(t), 'full.sock')
+  const srv = net.createServer()
+  await new Promise((r) => srv.listen({ path, backlog: 1 }, r))
+  t.teardown(() => srv.close())
+  const codes = []
+  const attempts = []
+  // All in one turn of the event loop: node:net does not accept in between.
+  for (let i = 0; i < 6; i++) {
+    attempts.push(connect({ unix: path, socket: { data() {}, connectError: (s, e) => codes.push(e.code) } }).then((s) => s.terminate(), () => {}))
+  }
+  await Promise.all(attempts)
+  t.true(codes.length > 0, 'some connect was refused')
+  t.deepEqual([...new Set(codes)], ['ECONNREFUSED'])
 }

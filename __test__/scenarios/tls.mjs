@@ -158,6 +158,15 @@ export async function keyingMaterialMatchesOnBothSides(t) {
   t.throws(() => s.exportKeyingMaterial(1), { message: 'Expected length and label to be provided' })
   t.throws(() => s.exportKeyingMaterial('1', 'x'), { message: 'Expected length to be a number' })
   t.throws(() => s.exportKeyingMaterial(1, 2), { message: 'Expected label to be a string' })
+  // Lengths checked before anything is allocated (2 ** 40 aborted the process; Infinity panicked).
+  for (const n of [Infinity, NaN, -1]) t.throws(() => s.exportKeyingMaterial(n, 'x'), { message: 'Expected length to be a positive number' })
+  t.throws(() => s.exportKeyingMaterial(2 ** 40, 'x'), {
+    name: 'RangeError',
+    code: 'ERR_OUT_OF_RANGE',
+    message: 'The value of "size" is out of range. It must be >= 0 and <= 4294967296. Received 1_099_511_627_776',
+  })
+  t.throws(() => s.exportKeyingMaterial(1e6, 'x'), { message: 'OpenSSL OUTPUT_TOO_LARGE via OPENSSL_internal HKDF functions' })
+  t.is(s.exportKeyingMaterial(-0.5, 'x').length, 0)
 }
 
 export async function clientCertificates(t) {

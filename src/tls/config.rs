@@ -301,6 +301,13 @@ pub(crate) fn server(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
     false => builder.with_no_client_auth(),
   };
   let mut cfg = builder.with_cert_resolver(Arc::new(OneCert(opts.key.clone())));
+  if opts.request_cert {
+    // A resumed handshake does not verify the client's certificate again and rustls keeps no
+    // verdict with the session: a client whose certificate failed would come back authorized.
+    // Every handshake of a server that asks for certificates is a full one.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+  }
   cfg.alpn_protocols = opts.alpn.clone();
   cfg.key_log = Arc::new(super::watch::KeyCapture);
   Ok(Arc::new(cfg))

@@ -400,7 +400,20 @@ pub(super) fn handshake_done(env: Env, c: &Conn) {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     let Some(t) = st.tls.as_mut() else { return };
     t.done = true;
-    let recorded = t.recorded.take();
+    let mut recorded = t.recorded.take();
+    if !t.server {
+      // A resumed handshake verifies nothing: the verdict of the full handshake the session came
+      // from applies (unknown: not authorized).
+      let resumed = t.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+      match (resumed, t.sessions) {
+        (true, Some(slot)) => {
+          recorded = slot.verdict().unwrap_or_else(|| Some(VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate")));
+        }
+        (true, None) => recorded = Some(VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate")),
+        (false, Some(slot)) => slot.set_verdict(recorded.clone()),
+        (false, None) => {}
+      }
+    }
     let has_peer_cert = t.conn.peer_certificates().is_some_and(|p| !p.is_empty());
     let (authorized, error, success) = if t.server && (!t.request_cert || !has_peer_cert) {
       (false, Some(VerifyError::new("UNABLE_TO_GET_ISSUER_CERT", "unable to get issuer certificate")), true)

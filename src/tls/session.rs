@@ -13,6 +13,8 @@ use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSes
 use rustls::pki_types::ServerName;
 use rustls::NamedGroup;
 
+use super::verify::VerifyError;
+
 const MAGIC: &[u8] = b"bunnet-session:";
 const ENTRIES: usize = 1024;
 const TICKETS_PER_ENTRY: usize = 8;
@@ -24,6 +26,39 @@ const TICKETS_PER_ENTRY: usize = 8;
 enum Saved {
   Tls13(Tls13ClientSessionValue),
   Tls12(Tls12ClientSessionValue),
+}
+
+/// A token's sessions, the server name they were made with, and how the full handshake that
+/// made them verified the server (a resumed handshake verifies nothing: the verdict is carried
+/// over, as OpenSSL keeps it with the session).
+#[derive(Default)]
+struct Entry {
+  values: VecDeque<Saved>,
+  name: Option<ServerName<'static>>,
+  /// `Some(None)`: verified; `Some(Some(e))`: failed with `e`; `None`: not known yet.
+  verdict: Option<Option<VerifyError>>,
+}
+
+impl Entry {
+  /// Values made for another name are dropped: a session resumes only the name it was verified
+  /// for (the hostname check would otherwise be skipped).
+  fn for_name(&mut self, n: &ServerName<'_>) -> &mut VecDeque<Saved> {
+    let n = n.to_owned();
+    if self.name.as_ref() != Some(&n) {
+      if self.name.is_some() {
+        // Another name's sessions and verdict; a first name keeps the verdict recorded by the
+        // connection itself (its tickets arrive after its handshake).
+        self.values.clear();
+        self.verdict = None;
+      }
+      self.name = Some(n);
+    }
+    &mut self.values
+  }
+
+  fn matching(&mut self, n: &ServerName<'_>) -> Option<&mut VecDeque<Saved>> {
+    (self.name.as_ref() == Some(&n.to_owned())).then_some(&mut self.values)
+  }
 }
 
 /// One client connection's window on the registry: the entry it offers from (after
@@ -84,7 +119,7 @@ impl Slot {
 
   /// A token for `setSession`, once at least one session value was received (`None` before).
   pub(crate) fn export(&self) -> Option<Vec<u8>> {
-    with_entry(self.entry, |e| !e.is_empty()).filter(|has| *has)?;
+    with_entry(self.entry, |e| !e.values.is_empty()).filter(|has| *has)?;
     let mut token = MAGIC.to_vec();
     token.extend_from_slice(&self.entry.to_le_bytes());
     Some(token)
@@ -92,16 +127,28 @@ impl Slot {
 }
 
 impl Slot {
-  fn set_tls12_session(&self, _: ServerName<'static>, value: Tls12ClientSessionValue) {
+  /// Records how the full handshake of this slot's connection verified the server (`None`: it
+  /// did); kept for the connections that resume from the same token.
+  pub(crate) fn set_verdict(&self, verdict: Option<VerifyError>) {
+    with_entry(self.entry, |e| e.verdict = Some(verdict));
+  }
+
+  /// The verdict of the full handshake the sessions came from (`None` if unknown).
+  pub(crate) fn verdict(&self) -> Option<Option<VerifyError>> {
+    with_entry(self.entry, |e| e.verdict.clone()).flatten()
+  }
+
+  fn set_tls12_session(&self, n: ServerName<'static>, value: Tls12ClientSessionValue) {
     with_entry(self.entry, |e| {
-      e.retain(|s| !matches!(s, Saved::Tls12(_)));
-      e.push_back(Saved::Tls12(value));
+      let v = e.for_name(&n);
+      v.retain(|s| !matches!(s, Saved::Tls12(_)));
+      v.push_back(Saved::Tls12(value));
     });
   }
 
-  fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+  fn tls12_session(&self, n: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
     with_entry(self.entry, |e| {
-      e.iter().find_map(|s| match s {
+      e.matching(n)?.iter().find_map(|s| match s {
         Saved::Tls12(v) => Some(v.clone()),
         Saved::Tls13(_) => None,
       })
@@ -109,17 +156,19 @@ impl Slot {
     .flatten()
   }
 
-  fn insert_tls13_ticket(&self, _: ServerName<'static>, value: Tls13ClientSessionValue) {
+  fn insert_tls13_ticket(&self, n: ServerName<'static>, value: Tls13ClientSessionValue) {
     with_entry(self.entry, |e| {
-      if e.len() >= TICKETS_PER_ENTRY {
-        e.pop_front();
+      let v = e.for_name(&n);
+      if v.len() >= TICKETS_PER_ENTRY {
+        v.pop_front();
       }
-      e.push_back(Saved::Tls13(value));
+      v.push_back(Saved::Tls13(value));
     });
   }
 
-  fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+  fn take_tls13_ticket(&self, n: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
     with_entry(self.entry, |e| {
+      let e = e.matching(n)?;
       let i = e.iter().rposition(|s| matches!(s, Saved::Tls13(_)))?;
       match e.remove(i)? {
         Saved::Tls13(v) => Some(v),
@@ -130,7 +179,7 @@ impl Slot {
   }
 }
 
-type Registry = (u64, VecDeque<(u64, VecDeque<Saved>)>);
+type Registry = (u64, VecDeque<(u64, Entry)>);
 
 fn registry() -> &'static Mutex<Registry> {
   static REG: OnceLock<Mutex<Registry>> = OnceLock::new();
@@ -144,11 +193,11 @@ fn new_entry() -> u64 {
   if reg.1.len() >= ENTRIES {
     reg.1.pop_front();
   }
-  reg.1.push_back((id, VecDeque::new()));
+  reg.1.push_back((id, Entry::default()));
   id
 }
 
-fn with_entry<R>(id: u64, f: impl FnOnce(&mut VecDeque<Saved>) -> R) -> Option<R> {
+fn with_entry<R>(id: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
   let mut reg = registry().lock().ok()?;
   reg.1.iter_mut().find(|(i, _)| *i == id).map(|(_, e)| f(e))
 }
