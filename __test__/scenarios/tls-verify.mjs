@@ -78,3 +78,55 @@ export async function aServerAskingForCertificatesVerifiesEveryClient(t) {
     [true, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', false, false],
   ])
 }
+
+/** The client's view of one handshake with a bunnet server using `serverOpts`. */
+async function outcome(t, serverOpts, clientTls) {
+  const l = listen({ hostname: '127.0.0.1', port: 0, tls: serverOpts, socket: { data() {} } })
+  t.teardown(() => l.stop(true))
+  const hs = deferred()
+  const s = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    tls: clientTls,
+    socket: { handshake: (s, ok, err) => hs.resolve([ok, err?.code ?? null, s.authorized]), data() {}, close: () => hs.resolve('closed') },
+  })
+  t.teardown(() => s.terminate())
+  return hs.promise
+}
+
+export async function chainsAreJudgedAsOpenSslJudgesThem(t) {
+  const leaf = { key: pem('chain-leaf-key.pem'), cert: pem('chain-leaf.pem') }
+  const withInter = { ...leaf, cert: Buffer.concat([pem('chain-leaf.pem'), pem('inter.pem')]) }
+  const withRoot = { ...leaf, cert: Buffer.concat([pem('chain-leaf.pem'), pem('inter.pem'), pem('ca.pem')]) }
+  const lax = { serverName: 'localhost', rejectUnauthorized: false }
+  // The full chain to the trusted root.
+  t.deepEqual(await outcome(t, withInter, { ca: pem('ca.pem'), serverName: 'localhost' }), [true, null, true])
+  // Trusting the intermediate alone is a partial chain: refused by default (webpki accepted it).
+  t.deepEqual(await outcome(t, leaf, { ca: pem('inter.pem'), serverName: 'localhost' }), [false, 'UNABLE_TO_GET_ISSUER_CERT', false])
+  // Unknown issuers, named as OpenSSL names them.
+  t.deepEqual(await outcome(t, withInter, { ...lax, ca: pem('other-ca.pem') }), [true, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', false])
+  t.deepEqual(await outcome(t, withRoot, { ...lax, ca: pem('other-ca.pem') }), [true, 'SELF_SIGNED_CERT_IN_CHAIN', false])
+  t.deepEqual(await outcome(t, leaf, { ...lax, ca: pem('other-ca.pem') }), [true, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', false])
+}
+
+export async function aTrustedSelfSignedCaCertificateIsAccepted(t) {
+  // `openssl req -x509` marks its certificate CA:TRUE; given as `ca` it is trusted as it stands
+  // (webpki refused a CA certificate as the server's own). Its name still counts.
+  const server = { key: pem('selfca-key.pem'), cert: pem('selfca.pem') }
+  t.deepEqual(await outcome(t, server, { ca: pem('selfca.pem'), serverName: 'localhost' }), [true, null, true])
+  t.deepEqual(await outcome(t, server, { ca: pem('selfca.pem'), serverName: 'other.example', rejectUnauthorized: false }), [
+    false,
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+    false,
+  ])
+}
+
+export async function aCertificateWithoutAltNamesIsCheckedByItsCommonName(t) {
+  // Node's checkServerIdentity falls back to the subject CN when there is no subjectAltName.
+  const server = { key: pem('cn-only-key.pem'), cert: pem('cn-only.pem') }
+  t.deepEqual(await outcome(t, server, { ca: pem('ca.pem'), serverName: 'localhost' }), [true, null, true])
+  t.deepEqual((await outcome(t, server, { ca: pem('ca.pem'), serverName: 'other.example', rejectUnauthorized: false })).slice(0, 2), [
+    false,
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+  ])
+}

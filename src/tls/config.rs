@@ -248,7 +248,7 @@ pub(crate) fn client(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     vb = vb.with_crls(opts.crls.clone()).only_check_end_entity_revocation();
   }
   let inner = vb.build().map_err(|e| e.to_string())?;
-  let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts) });
+  let verifier = Arc::new(ServerVerifier { inner, reject_unauthorized: client_rejects(opts), trusted: opts.ca.clone().unwrap_or_default() });
   let builder = ClientConfig::builder_with_provider(provider_for(opts))
     .with_protocol_versions(&versions(opts.secure_options))
     .map_err(|e| e.to_string())?
