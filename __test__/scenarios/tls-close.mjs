@@ -6,6 +6,25 @@ import net from 'node:net'
 import { connect, deferred, delay, listen, patterned, until } from '../helpers.mjs'
 import { collectingTlsServer, handshake, pem, serverTls, tlsServer } from '../tls-fixtures.mjs'
 
+/** A TLS client of `port` logging `data` and `close` (and what `extra` logs) into `log`; resolves at its close. */
+async function logUntilClosed(port, log, extra) {
+  const closed = deferred()
+  await connect({
+    hostname: '127.0.0.1',
+    port,
+    tls: { ca: pem('ca.pem') },
+    socket: {
+      data: (s, d) => log.push(`data ${d}`),
+      close: (s, e) => {
+        log.push(`close ${e}`)
+        closed.resolve()
+      },
+      ...extra,
+    },
+  })
+  await closed.promise
+}
+
 export async function endBeforeTheHandshakeSendsTheTakenBytesFirst(t) {
   // Bun returns 0 from these writes and drops them; bunnet took them, so it delivers them: the
   // close waits for the handshake, sends the bytes, then close_notify and the FIN. The caller's
@@ -131,22 +150,7 @@ export async function serverEndInOpenBeforeTheHandshakeReachesTheClient(t) {
   })
   t.teardown(() => l.stop(true))
   const log = []
-  const closed = deferred()
-  await connect({
-    hostname: '127.0.0.1',
-    port: l.port,
-    tls: { ca: pem('ca.pem') },
-    socket: {
-      handshake: (s, ok) => log.push(`handshake ${ok}`),
-      data: (s, d) => log.push(`data ${d}`),
-      end: () => log.push('end'),
-      close: (s, e) => {
-        log.push(`close ${e}`)
-        closed.resolve()
-      },
-    },
-  })
-  await closed.promise
+  await logUntilClosed(l.port, log, { handshake: (s, ok) => log.push(`handshake ${ok}`), end: () => log.push('end') })
   t.deepEqual(log, ['handshake true', 'data bye', 'end', 'close undefined'])
 }
 
@@ -200,4 +204,20 @@ export async function writeAfterThePeerResetReturnsMinusOne(t) {
   t.is(s.write('z'), -1)
   t.is(s.bytesWritten, 2)
   t.like(await closed.promise, { code: 'ECONNRESET', errno: -104, syscall: 'read' })
+}
+
+export async function afterItsOwnShutdownATlsSocketStillGetsEnd(t) {
+  // Bun runs `end` (readyState 1) then `close` when the peer finishes after this side's
+  // shutdown() on TLS sockets; plain sockets go straight to `close` (spec §5.2).
+  const l = listen({ hostname: '127.0.0.1', port: 0, tls: serverTls(), socket: { data() {}, end: (s) => s.end('bye') } })
+  t.teardown(() => l.stop(true))
+  const log = []
+  await logUntilClosed(l.port, log, {
+    handshake(s) {
+      s.write('hi')
+      s.shutdown()
+    },
+    end: (s) => log.push(`end ${s.readyState}`),
+  })
+  t.deepEqual(log, ['data bye', 'end 1', 'close undefined'])
 }

@@ -27,20 +27,52 @@ fn name(env: Env, n: &X509Name<'_>) -> Value {
       }
     }
   }
+  // OpenSSL's short names; an attribute that occurs more than once (DC=example, DC=com) is an
+  // array of its values, as in Node.
+  let mut seen: Vec<(&str, Vec<String>)> = Vec::new();
   for attr in n.iter_attributes() {
     let key = match attr.attr_type().to_id_string().as_str() {
       "2.5.4.3" => "CN",
+      "2.5.4.4" => "SN",
+      "2.5.4.5" => "serialNumber",
       "2.5.4.6" => "C",
       "2.5.4.7" => "L",
       "2.5.4.8" => "ST",
+      "2.5.4.9" => "street",
       "2.5.4.10" => "O",
       "2.5.4.11" => "OU",
+      "2.5.4.12" => "title",
+      "2.5.4.15" => "businessCategory",
+      "2.5.4.17" => "postalCode",
+      "2.5.4.42" => "GN",
+      "2.5.4.43" => "initials",
+      "2.5.4.44" => "generationQualifier",
+      "2.5.4.46" => "dnQualifier",
+      "2.5.4.65" => "pseudonym",
+      "0.9.2342.19200300.100.1.1" => "UID",
+      "0.9.2342.19200300.100.1.25" => "DC",
       "1.2.840.113549.1.9.1" => "emailAddress",
       _ => continue,
     };
-    if let Ok(v) = attr.as_str() {
-      let _ = js::set(env, obj, key, js::string(env, v));
+    let Ok(v) = attr.as_str() else { continue };
+    match seen.iter_mut().find(|(k, _)| *k == key) {
+      Some((_, vs)) => vs.push(v.to_string()),
+      None => seen.push((key, vec![v.to_string()])),
     }
+  }
+  for (key, values) in seen {
+    let value = match values.as_slice() {
+      [one] => js::string(env, one),
+      many => {
+        let mut arr = std::ptr::null_mut();
+        unsafe { napi::sys::napi_create_array(env, &mut arr) };
+        for (i, v) in many.iter().enumerate() {
+          unsafe { napi::sys::napi_set_element(env, arr, i as u32, js::string(env, v)) };
+        }
+        arr
+      }
+    };
+    let _ = js::set(env, obj, key, value);
   }
   obj
 }
@@ -124,7 +156,10 @@ pub(crate) fn to_js(env: Env, der: &[u8]) -> Value {
     }
     set("ext_key_usage", arr);
   }
-  set("serialNumber", js::string(env, &hex(c.raw_serial())));
+  // The serial as an unsigned number: DER's sign byte (a leading 00) is not part of it.
+  let serial = c.raw_serial();
+  let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len().saturating_sub(1));
+  set("serialNumber", js::string(env, &hex(&serial[start..])));
   set("raw", js::buffer(env, der));
   let is_ca = c.basic_constraints().ok().flatten().is_some_and(|b| b.value.ca);
   set("ca", js::boolean(env, is_ca));

@@ -487,17 +487,35 @@ pub(crate) fn mark_opened(c: &Conn) {
 /// A TLS failure: during the handshake, `handshake(s, false, err)` (or, without that handler,
 /// `open` once) then `close`; after it, `error(s, err)` then `close`. Never a silent clean close.
 pub(super) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
-  let (done, recorded) = {
+  let (done, recorded, server) = {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     flush_state(&mut st);
     let Some(t) = st.tls.as_mut() else { return };
     let done = t.done;
     t.done = true;
-    (done, t.recorded.take())
+    (done, t.recorded.take(), t.server)
   };
+  // A client that refuses the server's certificate sends an alert; BoringSSL's clients just
+  // close, so a server under Bun sees the disconnect, not the alert.
+  let refused_by_client = server
+    && !done
+    && matches!(
+      &cause,
+      Err(rustls::Error::AlertReceived(
+        rustls::AlertDescription::BadCertificate
+          | rustls::AlertDescription::UnsupportedCertificate
+          | rustls::AlertDescription::CertificateRevoked
+          | rustls::AlertDescription::CertificateExpired
+          | rustls::AlertDescription::CertificateUnknown
+          | rustls::AlertDescription::UnknownCA
+      ))
+    );
   let err = match (&cause, recorded) {
     (_, Some(v)) => verify_error_js(env, &v),
     (Ok(()), None) => tls_error_js(env, "ECONNRESET", "Client network socket disconnected before secure TLS connection was established"),
+    (Err(_), None) if refused_by_client => {
+      tls_error_js(env, "ECONNRESET", "Client network socket disconnected before secure TLS connection was established")
+    }
     (Err(e), None) => tls_error_js(env, "EPROTO", &openssl_style(e)),
   };
   if done {
@@ -514,15 +532,33 @@ pub(super) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::E
 fn openssl_style(e: &rustls::Error) -> String {
   match e {
     rustls::Error::AlertReceived(a) => {
-      let name = format!("{a:?}").to_uppercase();
-      format!("error:10000410:SSL routines:OPENSSL_internal:TLSV1_ALERT_{name}")
+      // BoringSSL's names and codes: `SSLV3_ALERT_` for the alerts SSLv3 had, `TLSV1_ALERT_` for
+      // the rest, and the code 1000 + the alert's number.
+      let n = u8::from(*a);
+      let prefix = if n <= 47 && n != 21 && n != 22 { "SSLV3" } else { "TLSV1" };
+      format!("error:{:08x}:SSL routines:OPENSSL_internal:{prefix}_ALERT_{}", 0x1000_0000 + 1000 + u32::from(n), snake(&format!("{a:?}")))
     }
+    rustls::Error::NoCertificatesPresented => "error:100000c0:SSL routines:OPENSSL_internal:PEER_DID_NOT_RETURN_A_CERTIFICATE".into(),
     rustls::Error::NoApplicationProtocol => "error:100000ea:SSL routines:OPENSSL_internal:NO_APPLICATION_PROTOCOL".into(),
     rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
       "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER".into()
     }
     other => format!("error:10000000:SSL routines:OPENSSL_internal:{}", other.to_string().to_uppercase().replace(' ', "_")),
   }
+}
+
+/// `CertificateRequired` → `CERTIFICATE_REQUIRED`, `UnknownCA` → `UNKNOWN_CA`.
+fn snake(camel: &str) -> String {
+  let mut out = String::with_capacity(camel.len() + 4);
+  let mut prev_lower = false;
+  for ch in camel.chars() {
+    if ch.is_ascii_uppercase() && prev_lower {
+      out.push('_');
+    }
+    prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
+    out.push(ch.to_ascii_uppercase());
+  }
+  out
 }
 
 fn tls_error_js(env: Env, code: &str, message: &str) -> Value {

@@ -255,6 +255,19 @@ fn on_eof(env: Env, c: &Conn) {
   if !done {
     return handshake_or_fatal(env, c, Ok(()));
   }
+  // After this side's own shutdown(), a TLS socket still gets `end` when the peer finishes, as in
+  // Bun (plain sockets go straight to `close`, spec §5.2).
+  let after_own_shutdown = c.st.try_borrow_mut().is_ok_and(|mut st| {
+    let yes = st.write_shut && st.phase == Phase::Open && st.extra().and_then(|x| x.reset).is_none();
+    if yes {
+      st.read_eof = true;
+    }
+    yes
+  });
+  if after_own_shutdown {
+    conn::emit(env, c, Event::End, &[]);
+    return conn::close(env, c, How::Graceful, None);
+  }
   conn::on_eof(env, c);
 }
 
