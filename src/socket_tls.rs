@@ -21,9 +21,16 @@ fn with_tls(s: &SocketHandle, c: &Ctx, plain: fn(&Ctx) -> R, f: impl FnOnce(&Tls
   let conn = s.conn();
   let st = conn.st.try_borrow().map_err(|_| pending())?;
   match st.tls.as_deref() {
-    Some(t) => f(t),
-    None => plain(c),
+    // A closed TLS socket answers as a plain one, as in Bun (its session is gone there).
+    Some(t) if st.phase != crate::conn::Phase::Closed => f(t),
+    _ => plain(c),
   }
+}
+
+/// A TLS socket that has closed: a few members answer there as Bun's do on a dead TLS socket,
+/// which differs from a plain socket's answer.
+fn is_closed_tls(s: &SocketHandle) -> bool {
+  s.conn().st.try_borrow().is_ok_and(|st| st.tls.is_some() && st.phase == crate::conn::Phase::Closed)
 }
 
 /// For members that answer differently in `open` before the ClientHello (a client TLS start
@@ -72,7 +79,10 @@ pub(crate) const METHODS: &[(&str, Method<SocketHandle>)] = &[
 
 /// `authorized`: whether the peer's certificate verified (`false` on plain sockets).
 pub(crate) fn authorized(s: &SocketHandle, c: &Ctx) -> R {
-  with_tls(s, c, no, |t| c.boolean(t.authorized))
+  // Kept after the close, as in Bun.
+  let conn = s.conn();
+  let st = conn.st.try_borrow().map_err(|_| pending())?;
+  c.boolean(st.tls.as_ref().is_some_and(|t| t.authorized))
 }
 
 /// `alpnProtocol`: `null` before the handshake, `false` when none was negotiated (and on plain
@@ -97,6 +107,9 @@ fn get_peer_certificate(s: &SocketHandle, c: &Ctx) -> R {
     return c.undefined();
   }
   let detailed = js::truthy(c.env, c.arg(0));
+  if is_closed_tls(s) {
+    return c.undefined();
+  }
   with_tls(s, c, null, |t| {
     let Some(chain) = t.conn.peer_certificates().filter(|p| !p.is_empty()) else { return c.undefined() };
     let objs: Vec<Value> = if detailed {
@@ -198,6 +211,9 @@ fn get_ephemeral_key_info(s: &SocketHandle, c: &Ctx) -> R {
 }
 
 fn get_shared_sigalgs(s: &SocketHandle, c: &Ctx) -> R {
+  if is_closed_tls(s) {
+    return c.null();
+  }
   with_tls(s, c, undefined, |_| {
     let mut a = std::ptr::null_mut();
     unsafe { sys::napi_create_array(c.env, &mut a) };
@@ -218,7 +234,7 @@ fn get_authorization_error(s: &SocketHandle, c: &Ctx) -> R {
 
 fn set_max_send_fragment(s: &SocketHandle, c: &Ctx) -> R {
   let conn = s.conn();
-  if !conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) {
+  if !conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) || is_closed_tls(s) {
     return no(c);
   }
   let v = c.arg(0);
@@ -287,7 +303,7 @@ fn set_servername(s: &SocketHandle, c: &Ctx) -> R {
     Ok(st) => (st.has_pending_tls(), st.tls.is_some(), st.tls.as_ref().is_some_and(|t| t.server)),
     Err(_) => return c.undefined(),
   };
-  if !pending && !tls {
+  if !pending && !tls || is_closed_tls(s) {
     return c.undefined();
   }
   if server {

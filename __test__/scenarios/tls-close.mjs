@@ -221,3 +221,39 @@ export async function afterItsOwnShutdownATlsSocketStillGetsEnd(t) {
   })
   t.deepEqual(log, ['data bye', 'end 1', 'close undefined'])
 }
+
+export async function aClosedTlsSocketAnswersAsBunsDeadOnes(t) {
+  // The session is gone after the close: Bun's members answer inert values (authorized stays).
+  const l = listen({ hostname: '127.0.0.1', port: 0, tls: { ...serverTls(), ALPNProtocols: '\x08http/1.1' }, socket: { data() {} } })
+  t.teardown(() => l.stop(true))
+  const closed = deferred()
+  let sock
+  await connect({
+    hostname: 'localhost',
+    port: l.port,
+    tls: { ca: pem('ca.pem'), ALPNProtocols: '\x08http/1.1' },
+    socket: {
+      handshake(s) {
+        sock = s
+        t.is(s.alpnProtocol, 'http/1.1')
+        t.is(s.getTLSVersion(), 'TLSv1.3')
+        s.end()
+      },
+      data() {},
+      close: () => closed.resolve(),
+    },
+  })
+  await closed.promise
+  const s = sock
+  t.deepEqual(
+    [s.authorized, s.alpnProtocol, s.getPeerCertificate(), s.getCipher(), s.getTLSVersion(), s.getEphemeralKeyInfo(), s.getSharedSigalgs()],
+    [true, false, undefined, undefined, null, null, null],
+  )
+  t.deepEqual([s.getServername(), s.exportKeyingMaterial(8, 'x'), s.setMaxSendFragment(1024), s.setServername('a'), s.isSessionReused()], [
+    undefined,
+    undefined,
+    false,
+    undefined,
+    false,
+  ])
+}
