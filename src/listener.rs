@@ -331,7 +331,13 @@ fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
   }
   if conns {
     for conn in reactor::with(|r| r.conns_of(core)).unwrap_or_default() {
-      conn::close(c.env, &conn, How::Graceful, None);
+      if conn.st.try_borrow().is_ok_and(|st| st.phase == conn::Phase::Open && st.tls_handshaking()) {
+        // A TLS socket still in its handshake ends as a failed handshake, as in Bun: `open`
+        // (no handshake handler) or `handshake(false, ECONNRESET)`, then `close`.
+        crate::tls::handshake_or_fatal(c.env, &conn, Ok(()));
+      } else {
+        conn::close(c.env, &conn, How::Graceful, None);
+      }
     }
   }
   core.release_if_done(c.env);

@@ -257,3 +257,34 @@ export async function aClosedTlsSocketAnswersAsBunsDeadOnes(t) {
     false,
   ])
 }
+
+export async function stopTrueEndsHandshakesInProgressAsFailedHandshakes(t) {
+  // A peer that never sends its ClientHello: stop(true) reports the socket the way a failed
+  // handshake is reported (Bun): `open` then `close` without a handshake handler,
+  // `handshake(false, ECONNRESET)` then `close` with one; all inside stop().
+  for (const withHandshake of [false, true]) {
+    const ev = []
+    const l = listen({
+      hostname: '127.0.0.1',
+      port: 0,
+      tls: serverTls(),
+      socket: {
+        ...(withHandshake ? { handshake: (s, ok, e) => ev.push(`handshake ${ok} ${e?.code}`) } : {}),
+        open: () => ev.push('open'),
+        data() {},
+        close: (s, e) => ev.push(`close ${e}`),
+      },
+    })
+    const raw = net.connect(l.port, '127.0.0.1')
+    raw.on('error', () => {})
+    t.teardown(() => raw.destroy())
+    await new Promise((r) => raw.on('connect', r))
+    await until(() => !withHandshake || ev.includes('open'))
+    await delay(50)
+    ev.push('stop')
+    l.stop(true)
+    ev.push('after')
+    const expected = withHandshake ? ['open', 'stop', 'handshake false ECONNRESET', 'close undefined', 'after'] : ['stop', 'open', 'close undefined', 'after']
+    t.deepEqual(ev, expected, `handshake handler: ${withHandshake}`)
+  }
+}

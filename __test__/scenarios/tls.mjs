@@ -69,7 +69,12 @@ export async function hostnameMismatchRejected(t) {
   const { ok, err, log } = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: 'other.example' })
   t.false(ok)
   t.is(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID')
+  // Worded as Node's checkServerIdentity words it (and Bun), with the certificate's names.
+  const prefix = "Hostname/IP does not match certificate's altnames: "
+  t.is(err.message, `${prefix}Host: other.example. is not in the cert's altnames: DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1`)
   await until(() => log.includes('close'))
+  const byIp = await handshake(t, l.port, { ca: pem('ca.pem'), serverName: '127.0.0.2' })
+  t.is(byIp.err.message, `${prefix}IP: 127.0.0.2 is not in the cert's list: 127.0.0.1, ::1`)
 }
 
 export async function selfSignedToleratedIsSuccessWithError(t) {

@@ -105,6 +105,38 @@ fn alt_names(c: &X509Certificate<'_>) -> Option<String> {
   Some(parts.join(", "))
 }
 
+/// Why `host` does not match `der`, worded as Node's `tls.checkServerIdentity` words it (the part
+/// after "Hostname/IP does not match certificate's altnames: ").
+pub(crate) fn name_mismatch_reason(der: &[u8], host: &str) -> String {
+  let parsed = parse_x509_certificate(der).ok().map(|(_, c)| c);
+  if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+    let ips: Vec<String> = parsed
+      .as_ref()
+      .and_then(|c| c.subject_alternative_name().ok().flatten())
+      .map(|san| {
+        san
+          .value
+          .general_names
+          .iter()
+          .filter_map(|g| match g {
+            GeneralName::IPAddress(b) if b.len() == 4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
+            GeneralName::IPAddress(b) => <[u8; 16]>::try_from(*b).ok().map(|a| std::net::Ipv6Addr::from(a).to_string()),
+            _ => None,
+          })
+          .collect()
+      })
+      .unwrap_or_default();
+    return format!("IP: {ip} is not in the cert's list: {}", ips.join(", "));
+  }
+  match parsed.as_ref().and_then(alt_names) {
+    Some(names) => format!("Host: {host}. is not in the cert's altnames: {names}"),
+    None => {
+      let cn = parsed.as_ref().and_then(|c| c.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok().map(str::to_string)));
+      format!("Host: {host}. is not cert's CN: {}", cn.unwrap_or_default())
+    }
+  }
+}
+
 /// Whether `der` names itself as its issuer.
 pub(crate) fn is_self_issued(der: &[u8]) -> bool {
   parse_x509_certificate(der).is_ok_and(|(_, c)| c.subject() == c.issuer())

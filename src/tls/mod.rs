@@ -486,7 +486,7 @@ pub(crate) fn mark_opened(c: &Conn) {
 
 /// A TLS failure: during the handshake, `handshake(s, false, err)` (or, without that handler,
 /// `open` once) then `close`; after it, `error(s, err)` then `close`. Never a silent clean close.
-pub(super) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
+pub(crate) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::Error>) {
   let (done, recorded, server) = {
     let Ok(mut st) = c.st.try_borrow_mut() else { return };
     flush_state(&mut st);

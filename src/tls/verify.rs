@@ -70,10 +70,9 @@ pub(crate) fn node_error(e: &Error, leaf: &CertificateDer<'_>, intermediates: &[
         VerifyError::new("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate")
       }
       CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-        let kind = if host.parse::<std::net::IpAddr>().is_ok() { "IP" } else { "Host" };
         VerifyError::new(
           "ERR_TLS_CERT_ALTNAME_INVALID",
-          format!("Hostname/IP does not match certificate's altnames: {kind}: {host} is not in the cert's list: "),
+          format!("Hostname/IP does not match certificate's altnames: {}", super::cert::name_mismatch_reason(leaf.as_ref(), host)),
         )
       }
       CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
