@@ -152,7 +152,18 @@ fn parse_target(env: Env, options: Value, pre: Preread) -> Result<Target, Invali
   if absent(env, port) {
     return Err(ArgError::type_error("Missing \"port\"").into());
   }
-  let n = js::to_number(env, port).ok_or(Invalid::Pending)?;
+  let n = if js::type_of(env, port) == napi::sys::ValueType::napi_bigint {
+    // `Number(10n)`, as Bun takes it (coercion to a number throws for a BigInt).
+    let (mut v, mut lossless) = (0i64, false);
+    unsafe { napi::sys::napi_get_value_bigint_int64(env, port, &mut v, &mut lossless) };
+    if !lossless || v < 0 {
+      // Bun's message for these omits the value.
+      return Err(ArgError::range_error("SocketOptions.port must be in the range [0, 65535]").into());
+    }
+    v as f64
+  } else {
+    js::to_number(env, port).ok_or(Invalid::Pending)?
+  };
   Ok(Target::Tcp { host, port: validate_port(n)? })
 }
 

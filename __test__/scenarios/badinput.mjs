@@ -53,6 +53,9 @@ export function targetValidation(t) {
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: NaN }), { ...RE, message: 'SocketOptions.port must be an integer (received NaN)' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 1.5 }), { ...RE, message: 'SocketOptions.port must be an integer (received 1.5)' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: null }), { ...TE, message: 'Missing "port"' })
+    // BigInt ports are taken as Number() takes them (coercion threw a BigInt TypeError).
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 70000n }), { ...RE, message: 'SocketOptions.port must be in the range [0, 65535] (received 70000)' })
+    for (const p of [-1n, 2n ** 70n]) t.throws(() => fn({ socket, hostname: '127.0.0.1', port: p }), { ...RE, message: 'SocketOptions.port must be in the range [0, 65535]' })
     // Numbers as JS prints them; integers beyond 2 ** 53 - 1 are "not an integer" (as in Bun).
     for (const [p, shown] of [[2 ** 53, '9007199254740992'], [1e21, '1e+21'], [1e-7, '1e-7'], [-1e-7, '-1e-7'], [5e-324, '5e-324'], [1.23e-5, '0.0000123']])
       t.throws(() => fn({ socket, hostname: '127.0.0.1', port: p }), { ...RE, message: `SocketOptions.port must be an integer (received ${shown})` })
@@ -87,6 +90,9 @@ export async function acceptedCoercions(t) {
   t.is(l.data, 5)
   const s = await connect({ hostname: '127.0.0.1', port: String(l.port), tls: {}, data: 5, socket: { data() {} } })
   t.is(s.data, 5)
+  const big = await connect({ hostname: '127.0.0.1', port: BigInt(l.port), socket: { data() {} } })
+  t.is(big.remotePort, l.port)
+  big.end()
   s.end()
   for (const tls of [false, null, undefined]) {
     const l2 = listen({ hostname: '127.0.0.1', port: 0, tls, socket: { data() {} } })
