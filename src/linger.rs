@@ -164,22 +164,13 @@ impl Linger {
   /// The wait for the peer's FIN: drops what arrives; closes at the FIN or an error.
   fn read_peer(&self) {
     let Some(fd) = self.fd() else { return };
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-      let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-      if n > 0 {
-        self.progress.set(Instant::now());
-        continue;
-      }
-      if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-        continue;
-      }
-      if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-        return;
-      }
-      // FIN (0) or an error: the peer is done.
+    // Until the queue is empty: the readiness is edge-triggered.
+    let (input, got) = crate::sockopt::drop_input(fd, usize::MAX);
+    if got {
+      self.progress.set(Instant::now());
+    }
+    if input == crate::sockopt::Input::Ended {
       drop(self.release());
-      return;
     }
   }
 

@@ -40,13 +40,39 @@ pub(crate) fn set_keepalive(fd: RawFd, on: bool, delay_ms: f64) -> bool {
 /// before graceful closes that must deliver (TLS, where the peer's session tickets are typically
 /// unread, and the background flush of `end(data)`).
 pub(crate) fn discard_input(fd: RawFd) {
+  drop_input(fd, 64);
+}
+
+/// What [`drop_input`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Input {
+  /// The receive queue is empty for now.
+  Empty,
+  /// The peer's FIN, or an error: nothing more will come.
+  Ended,
+  /// `reads` ran out first.
+  More,
+}
+
+/// Reads and drops what is waiting, at most `reads` reads of 16 KiB; returns what it found and
+/// whether any byte came.
+pub(crate) fn drop_input(fd: RawFd, reads: usize) -> (Input, bool) {
   let mut buf = [0u8; 16 * 1024];
-  for _ in 0..64 {
+  let mut got = false;
+  for _ in 0..reads {
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n <= 0 {
-      break;
+    if n > 0 {
+      got = true;
+      continue;
     }
+    return match (n, io::Error::last_os_error().raw_os_error()) {
+      (0, _) => (Input::Ended, got),
+      (_, Some(libc::EAGAIN)) => (Input::Empty, got),
+      (_, Some(libc::EINTR)) => continue,
+      _ => (Input::Ended, got),
+    };
   }
+  (Input::More, got)
 }
 
 /// Bytes sent but not yet acknowledged by the peer (`SIOCOUTQ`; 0 when unknown).

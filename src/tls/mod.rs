@@ -12,6 +12,7 @@
 
 pub(crate) mod cert;
 pub(crate) mod config;
+mod errors;
 mod keys;
 mod read;
 pub(crate) mod session;
@@ -29,9 +30,10 @@ use rustls::Connection;
 use crate::conn::{self, Conn, How, Io, Phase};
 use crate::conn_parts::AfterHandshake;
 use crate::handlers::Event;
-use crate::js::{self, Env, Value};
+use crate::js::{self, Env};
 use config::TlsOptions;
 pub(crate) use read::on_resume;
+pub(crate) use errors::verify_error_js;
 use verify::VerifyError;
 
 /// Plaintext the session may hold before `write()` starts returning less than asked.
@@ -512,11 +514,8 @@ pub(crate) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::E
     );
   let err = match (&cause, recorded) {
     (_, Some(v)) => verify_error_js(env, &v),
-    (Ok(()), None) => tls_error_js(env, "ECONNRESET", "Client network socket disconnected before secure TLS connection was established"),
-    (Err(_), None) if refused_by_client => {
-      tls_error_js(env, "ECONNRESET", "Client network socket disconnected before secure TLS connection was established")
-    }
-    (Err(e), None) => tls_error_js(env, "EPROTO", &openssl_style(e)),
+    (Err(e), None) if !refused_by_client => errors::protocol(env, e),
+    (_, None) => errors::disconnected(env),
   };
   if done {
     conn::emit(env, c, Event::Error, &[err]);
@@ -527,48 +526,4 @@ pub(crate) fn handshake_or_fatal(env: Env, c: &Conn, cause: Result<(), rustls::E
     conn::emit_open(env, c);
   }
   conn::close(env, c, How::Gone, None);
-}
-
-fn openssl_style(e: &rustls::Error) -> String {
-  match e {
-    rustls::Error::AlertReceived(a) => {
-      // BoringSSL's names and codes: `SSLV3_ALERT_` for the alerts SSLv3 had, `TLSV1_ALERT_` for
-      // the rest, and the code 1000 + the alert's number.
-      let n = u8::from(*a);
-      let prefix = if n <= 47 && n != 21 && n != 22 { "SSLV3" } else { "TLSV1" };
-      format!("error:{:08x}:SSL routines:OPENSSL_internal:{prefix}_ALERT_{}", 0x1000_0000 + 1000 + u32::from(n), snake(&format!("{a:?}")))
-    }
-    rustls::Error::NoCertificatesPresented => "error:100000c0:SSL routines:OPENSSL_internal:PEER_DID_NOT_RETURN_A_CERTIFICATE".into(),
-    rustls::Error::NoApplicationProtocol => "error:100000ea:SSL routines:OPENSSL_internal:NO_APPLICATION_PROTOCOL".into(),
-    rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-      "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER".into()
-    }
-    other => format!("error:10000000:SSL routines:OPENSSL_internal:{}", other.to_string().to_uppercase().replace(' ', "_")),
-  }
-}
-
-/// `CertificateRequired` → `CERTIFICATE_REQUIRED`, `UnknownCA` → `UNKNOWN_CA`.
-fn snake(camel: &str) -> String {
-  let mut out = String::with_capacity(camel.len() + 4);
-  let mut prev_lower = false;
-  for ch in camel.chars() {
-    if ch.is_ascii_uppercase() && prev_lower {
-      out.push('_');
-    }
-    prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
-    out.push(ch.to_ascii_uppercase());
-  }
-  out
-}
-
-fn tls_error_js(env: Env, code: &str, message: &str) -> Value {
-  let mut e = std::ptr::null_mut();
-  unsafe { napi::sys::napi_create_error(env, std::ptr::null_mut(), js::string(env, message), &mut e) };
-  let _ = js::set(env, e, "code", js::string(env, code));
-  let _ = js::set(env, e, "errno", js::number(env, 0.0));
-  e
-}
-
-pub(crate) fn verify_error_js(env: Env, v: &VerifyError) -> Value {
-  tls_error_js(env, v.code, &v.message)
 }
