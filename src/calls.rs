@@ -23,52 +23,67 @@ thread_local! {
   /// Set while the reactor dispatches from libuv (not from inside JS): the async context and
   /// resource that top-level handler calls run under.
   static TOP: Cell<Option<(Value, sys::napi_async_context)>> = const { Cell::new(None) };
-  /// This env's top-level call trampoline and `process._tickCallback` (see [`TopLevel`]); null
-  /// until first used, and for good if `process._tickCallback` is not a function.
-  static TICKS: Cell<Option<(Env, sys::napi_ref, sys::napi_ref)>> = const { Cell::new(None) };
+  /// This env's top-level call trampolines (see [`TopLevel`]) and `process._tickCallback`
+  /// wrapper, `TRAMPOLINES` references; null until first used, and for good if
+  /// `process._tickCallback` is not a function.
+  static TICKS: Cell<Option<(Env, [sys::napi_ref; TRAMPOLINES])>> = const { Cell::new(None) };
 }
 
-/// The top-level trampoline and tick function of `env`, made on first use.
-fn ticks(env: Env) -> Option<(Value, Value)> {
-  let (tr, tick) = match TICKS.with(Cell::get) {
-    Some((e, tr, tick)) if e == env => (tr, tick),
+/// Fixed-arity trampolines for handlers called with 0–3 arguments, one for any count, and the
+/// tick queue runner (last).
+const TRAMPOLINES: usize = 6;
+const TICK: usize = TRAMPOLINES - 1;
+const ANY_ARITY: usize = TICK - 1;
+
+/// The trampolines of `env` (made on first use), if it has them.
+fn trampolines(env: Env) -> Option<[sys::napi_ref; TRAMPOLINES]> {
+  let refs = match TICKS.with(Cell::get) {
+    Some((e, refs)) if e == env => refs,
     Some(_) => return None,
     None => {
-      // `f.apply(t, a)` keeps the caller's argument count (handlers can see it). `tick` runs the
-      // `nextTick` queue; a callback of it that throws is an uncaught exception, as after Node's
-      // own callbacks, and never counts as a throw of the handler before it: that would route it
-      // to the socket's `error` handler (and leave Node's async-id stack as the failed callback
-      // left it, which Node aborts on when the callback scope closes).
-      let src = "(fatal => { const raw = process._tickCallback; if (typeof raw !== 'function') return []; \
-        const tick = function bunnetTick() { try { raw() } catch (e) { fatal(e) } }; \
-        return [function bunnetTop(f, t, ...a) { const r = f.apply(t, a); tick(); return r }, tick] })";
+      // A trampoline calls the handler with the caller's argument count (handlers can see it),
+      // then runs the `nextTick` queue inline (no second JS call per handler); a callback of
+      // that queue that throws is an uncaught exception, as after Node's own callbacks, and
+      // never counts as a throw of the handler before it: that would route it to the socket's
+      // `error` handler (and leave Node's async-id stack as the failed callback left it, which
+      // Node aborts on when the callback scope closes).
+      let src = "(fatal => { const raw = process._tickCallback; if (typeof raw !== 'function') return []; return [\
+        function bunnetTop(f, t) { const r = f.call(t); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetTop(f, t, a) { const r = f.call(t, a); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetTop(f, t, a, b) { const r = f.call(t, a, b); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetTop(f, t, a, b, c) { const r = f.call(t, a, b, c); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetTop(f, t, ...a) { const r = f.apply(t, a); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetTick() { try { raw() } catch (e) { fatal(e) } }] })";
       let mut make = ptr::null_mut();
       check(unsafe { sys::napi_run_script(env, string(env, src), &mut make) }).ok()?;
       let fatal = crate::js::native_function(env, "fatal", fatal_cb).ok()?;
       let mut arr = ptr::null_mut();
       check(unsafe { sys::napi_call_function(env, undefined(env), make, 1, &fatal, &mut arr) }).ok()?;
-      let (mut tr, mut tick) = (ptr::null_mut(), ptr::null_mut());
-      unsafe {
-        sys::napi_get_element(env, arr, 0, &mut tr);
-        sys::napi_get_element(env, arr, 1, &mut tick);
+      let mut refs = [ptr::null_mut(); TRAMPOLINES];
+      for (i, r) in refs.iter_mut().enumerate() {
+        let mut f = ptr::null_mut();
+        unsafe { sys::napi_get_element(env, arr, i as u32, &mut f) };
+        if type_of(env, f) != sys::ValueType::napi_function {
+          refs = [ptr::null_mut(); TRAMPOLINES];
+          break;
+        }
+        *r = reference(env, f).ok()?;
       }
-      let refs = match (type_of(env, tr), type_of(env, tick)) {
-        (sys::ValueType::napi_function, sys::ValueType::napi_function) => (reference(env, tr).ok()?, reference(env, tick).ok()?),
-        _ => (ptr::null_mut(), ptr::null_mut()),
-      };
-      TICKS.with(|t| t.set(Some((env, refs.0, refs.1))));
+      TICKS.with(|t| t.set(Some((env, refs))));
       refs
     }
   };
-  if tr.is_null() {
-    return None;
-  }
-  Some((deref(env, tr).ok()?, deref(env, tick).ok()?))
+  (!refs[TICK].is_null()).then_some(refs)
+}
+
+/// The top-level trampoline for a handler called with `argc` arguments.
+fn trampoline(env: Env, argc: usize) -> Option<Value> {
+  deref(env, trampolines(env)?[argc.min(ANY_ARITY)]).ok()
 }
 
 /// This env's `nextTick` queue runner (throws from the queue become uncaught exceptions).
 pub(crate) fn tick_fn(env: Env) -> Option<Value> {
-  ticks(env).map(|(_, tick)| tick)
+  deref(env, trampolines(env)?[TICK]).ok()
 }
 
 /// `fatal(e)`: `e` is an uncaught exception (Node's `process._fatalException` handling).
@@ -100,7 +115,7 @@ pub(crate) struct TopLevel {
 
 impl TopLevel {
   pub(crate) fn enter(env: Env, resource: Value, ctx: sys::napi_async_context) -> Self {
-    let scope = ticks(env).map(|_| CallbackScope::open(env, resource, ctx));
+    let scope = trampolines(env).map(|_| CallbackScope::open(env, resource, ctx));
     TopLevel { prev: TOP.with(|t| t.replace(Some((resource, ctx)))), _scope: scope }
   }
 }
@@ -145,7 +160,7 @@ pub(crate) fn drain_ticks(env: Env) {
   if !at_top() {
     return;
   }
-  if let Some((_, tick)) = ticks(env) {
+  if let Some(tick) = tick_fn(env) {
     let top = TOP.with(|t| t.take());
     let mut ret = ptr::null_mut();
     let st = unsafe { sys::napi_call_function(env, undefined(env), tick, 0, ptr::null(), &mut ret) };
@@ -167,8 +182,8 @@ pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
   let top = TOP.with(|t| t.take());
   let st = match top {
     Some((_, ctx)) => {
-      let st = match ticks(env) {
-        Some((tr, _)) if args.len() <= 6 => {
+      let st = match trampoline(env, args.len()) {
+        Some(tr) if args.len() <= 6 => {
           let mut all = [ptr::null_mut(); 8];
           all[0] = f;
           all[1] = this;
@@ -194,11 +209,7 @@ pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
 /// Whether calls made now should run `process._tickCallback()` after the handler themselves (at
 /// top level, with the trampoline available): for the `data` trampoline, which does that.
 pub(crate) fn ticking_top(env: Env) -> bool {
-  at_top()
-    && match TICKS.with(Cell::get) {
-      Some((e, tr, _)) => e == env && !tr.is_null(),
-      None => ticks(env).is_some(),
-    }
+  at_top() && trampolines(env).is_some()
 }
 
 /// Calls `f` with `this` as a plain call, with top level left for the duration (calls the
@@ -221,7 +232,7 @@ pub(crate) fn call_plain(env: Env, this: Value, f: Value, args: &[Value]) -> Cal
 /// to libuv (right away, as a `MakeCallback` would).
 pub(crate) fn settle(env: Env, deferred: sys::napi_deferred, value: Value, ok: bool) {
   let top = TOP.with(Cell::get);
-  let legacy = top.is_some() && ticks(env).is_none();
+  let legacy = top.is_some() && trampolines(env).is_none();
   {
     let _scope = if legacy { top.map(|(res, ctx)| CallbackScope::open(env, res, ctx)) } else { None };
     unsafe {

@@ -259,11 +259,18 @@ pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
     },
     data: method.or(getter).map_or(ptr::null_mut(), |f| f as *mut c_void),
   };
+  // `data` on the prototype: `undefined` until an instance gets its own (see `instantiate`).
+  let data = sys::napi_property_descriptor {
+    value: js::undefined(env),
+    attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
+    ..prop("data", None, None)
+  };
   let props: Vec<_> = T::METHODS
     .iter()
     .chain(T::MORE_METHODS.iter())
     .map(|(n, f)| prop(n, Some(*f), None))
     .chain(T::GETTERS.iter().map(|(n, f)| prop(n, None, Some(*f))))
+    .chain(std::iter::once(data))
     .collect();
   let mut ctor = ptr::null_mut();
   js::check(unsafe {
@@ -275,11 +282,11 @@ pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
   Ok(ctor)
 }
 
-/// Creates a JS instance wrapping `value`; returns the object, the native value's address and
+/// Creates a JS instance wrapping `value`, with `data` as its `data` property; returns the object, the native value's address and
 /// its wrap reference, taken
 /// strong (count 1): the caller lowers it with `napi_reference_unref` once the object no longer
 /// needs to be kept alive natively, and the finalizer deletes it.
-pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, sys::napi_ref, *const T)> {
+pub(crate) fn instantiate<T: Class>(env: Env, value: T, data: Value) -> napi::Result<(Value, sys::napi_ref, *const T)> {
   let ctor = define::<T>(env)?;
   let mut obj = ptr::null_mut();
   CONSTRUCTING.with(|c| c.set(true));
@@ -306,19 +313,27 @@ pub(crate) fn instantiate<T: Class>(env: Env, value: T) -> napi::Result<(Value, 
   }
   // SAFETY: `boxed` is alive until the finalizer runs, which cannot happen while we hold `obj`.
   unsafe { (*boxed).wrap_cell().set(wrap) };
-  let desc = sys::napi_property_descriptor {
+  let prop = |name: Value, value: Value, attributes| sys::napi_property_descriptor {
     utf8name: ptr::null(),
-    name: sym,
+    name,
     method: None,
     getter: None,
     setter: None,
-    value: js::uint(env, index),
-    attributes: sys::PropertyAttributes::default,
+    value,
+    attributes,
     data: ptr::null_mut(),
   };
+  // One call for both properties. `data` is only an own property when given: otherwise reads
+  // find the prototype's `undefined` (as Bun's `Object.keys(socket)` is empty) and the first
+  // assignment makes it own.
+  let descs = [
+    prop(sym, js::uint(env, index), sys::PropertyAttributes::default),
+    prop(js::key(env, "data"), data, sys::PropertyAttributes::writable | sys::PropertyAttributes::enumerable | sys::PropertyAttributes::configurable),
+  ];
+  let count = if js::is_undefined(env, data) { 1 } else { 2 };
   // On failure the object is dropped (its reference is still weak): the finalizer frees the slot,
   // the box and the reference.
-  js::check(unsafe { sys::napi_define_properties(env, obj, 1, &desc) }).map_err(|_| crate::error::pending())?;
+  js::check(unsafe { sys::napi_define_properties(env, obj, count, descs.as_ptr()) }).map_err(|_| crate::error::pending())?;
   unsafe { sys::napi_reference_ref(env, wrap, ptr::null_mut()) };
   Ok((obj, wrap, boxed))
 }

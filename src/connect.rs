@@ -30,13 +30,21 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
 /// object (the native path reads it again), or before `hostname`'s `toString` / `port`'s
 /// `valueOf` rather than between reads.
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
-  let opts: Vec<String> = options::OPTION_KEYS.iter().map(|k| if *k == "socket" { "s".into() } else { format!("o.{k}") }).collect();
-  let hs: Vec<String> = HANDLER_KEYS.iter().map(|k| format!("s.{k}")).collect();
+  // Locals in read order: `a<i>` the options, `h<i>` the handlers.
+  let opts: Vec<String> =
+    options::OPTION_KEYS.iter().enumerate().map(|(i, k)| if *k == "socket" { format!("a{i} = s") } else { format!("a{i} = o.{k}") }).collect();
+  let hs: Vec<String> = HANDLER_KEYS.iter().enumerate().map(|(i, k)| format!("h{i} = s.{k}")).collect();
+  let args: Vec<String> = (0..options::OPTION_KEYS.len()).map(|i| format!("a{i}")).chain((0..HANDLER_KEYS.len()).map(|i| format!("h{i}"))).collect();
+  let ce = HANDLER_KEYS.iter().position(|k| *k == "connectError").unwrap_or(0);
+  // With a `connectError` handler the promise counts as handled (its rejection goes unreported),
+  // as in Bun: marked here with a `catch` on the JS side, which the native path does itself.
   let src = format!(
-    "(native => function connect(o) {{ if (typeof o !== 'object' || o === null) return native(o); const s = o.socket; \
-     if (typeof s !== 'object' || s === null) return native(o); return native(o, {}, {}) }})",
+    "(native => {{ const noop = () => {{}}; return function connect(o) {{ if (typeof o !== 'object' || o === null) return native(o); const s = o.socket; \
+     if (typeof s !== 'object' || s === null) return native(o); const {}, {}; const p = native(o, {}); \
+     if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
     opts.join(", "),
-    hs.join(", ")
+    hs.join(", "),
+    args.join(", ")
   );
   let pending = |_| crate::error::pending();
   let mut make = std::ptr::null_mut();
@@ -63,16 +71,18 @@ unsafe extern "C" fn connect_cb(env: sys::napi_env, info: sys::napi_callback_inf
 }
 
 fn connect_with(env: Env, options: Option<Value>, pre: Preread) -> napi::Result<Value> {
+  // The JS fast path (`js_function`) marks the promise handled itself.
+  let fast = pre.0.is_some();
   let cfg = options::parse_with(env, options, OptEntry::Connect, pre).map_err(|e| e.throw(env))?;
   reactor::ensure(env)?;
-  let has_connect_error = cfg.handlers.has(Event::ConnectError);
+  let mark = !fast && cfg.handlers.has(Event::ConnectError);
   let is_unix = matches!(cfg.target, Target::Unix(_));
   let conn = Conn::new(HandlerRef::own(cfg.handlers), cfg.allow_half_open, is_unix);
   crate::socket::new_js(env, &conn, cfg.data)?;
   let mut deferred = std::ptr::null_mut();
   let mut promise = std::ptr::null_mut();
   js::check(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) }).map_err(|_| crate::error::pending())?;
-  if has_connect_error {
+  if mark {
     // With a connectError handler the failure is reported there; the promise still rejects but
     // counts as handled (no unhandledRejection), as in Bun.
     mark_handled(env, promise);

@@ -11,10 +11,10 @@ use mio::Token;
 use napi::sys;
 use napi::Result;
 
-use crate::conn::{self, Conn, How, Io, Phase};
-use crate::error::{pending, ArgError, SysError};
-use crate::handlers::{self, HandlerSlot};
 use crate::class::{self, Class, Ctx, Method};
+use crate::conn::{self, Conn, How, Io, Phase};
+use crate::error::{ArgError, SysError};
+use crate::handlers::{self, HandlerSlot};
 use crate::js;
 use crate::options::{self, Entry as OptEntry, Target, Tls};
 use crate::reactor::{self, Entry};
@@ -104,7 +104,6 @@ impl ListenerCore {
     }
   }
 
-
   /// Closes the listening fd without calling JS (env teardown).
   pub(crate) fn teardown(&self) {
     if let Ok(mut st) = self.st.try_borrow_mut() {
@@ -131,13 +130,7 @@ thread_local! {
 impl Class for ListenerHandle {
   const NAME: &'static str = "SocketListener";
   const KIND: usize = 2;
-  const METHODS: &'static [(&'static str, Method<Self>)] = &[
-    ("stop", stop),
-    ("ref", ref_),
-    ("unref", unref),
-    ("reload", reload),
-    ("getsockname", getsockname),
-  ];
+  const METHODS: &'static [(&'static str, Method<Self>)] = &[("stop", stop), ("ref", ref_), ("unref", unref), ("reload", reload), ("getsockname", getsockname)];
   const GETTERS: &'static [(&'static str, Method<Self>)] = &[("port", port), ("hostname", hostname), ("unix", unix), ("fd", fd)];
   fn ctor_slot() -> &'static std::thread::LocalKey<Cell<sys::napi_ref>> {
     &CTOR
@@ -151,15 +144,14 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
   let cfg = options::parse(env, options, OptEntry::Listen).map_err(|e| e.throw(env))?;
   let tls = match cfg.tls {
     Tls::On(opts) => {
-      let shared = crate::tls::config::server(&opts)
-        .map_err(|e| ArgError::plain(format!("TLS configuration failed: {e}")).with_code("ERR_TLS_CONFIG").throw(env))?;
+      let shared =
+        crate::tls::config::server(&opts).map_err(|e| ArgError::plain(format!("TLS configuration failed: {e}")).with_code("ERR_TLS_CONFIG").throw(env))?;
       Some((opts, shared))
     }
     Tls::Off => None,
   };
   reactor::ensure(env)?;
-  let (io, hostname, port, unix) = bind(&cfg.target, cfg.exclusive, cfg.reuse_port, cfg.ipv6_only)
-    .map_err(|e| e.throw(env))?;
+  let (io, hostname, port, unix) = bind(&cfg.target, cfg.exclusive, cfg.reuse_port, cfg.ipv6_only).map_err(|e| e.throw(env))?;
   let unlink = unix.clone().filter(|p| !p.starts_with('\0'));
   let core = Rc::new(ListenerCore {
     token: Cell::new(Token(usize::MAX)),
@@ -178,8 +170,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     port,
     unix,
   });
-  let (obj, r, _) = class::instantiate(env, ListenerHandle { core: core.clone(), wrap: Cell::new(std::ptr::null_mut()) })?;
-  js::set(env, obj, "data", cfg.data).map_err(|_| pending())?;
+  let (obj, r, _) = class::instantiate(env, ListenerHandle { core: core.clone(), wrap: Cell::new(std::ptr::null_mut()) }, cfg.data)?;
   let registered = reactor::with(|re| {
     let token = re.insert(Entry::Listener(core.clone()));
     core.token.set(token);
@@ -194,11 +185,14 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
     return Err(napi::Error::from_reason(format!("registering the listener failed: {e}")));
   }
   core.sync_ref();
-  crate::debug::debug!("listen: {}", match (&core.unix, &core.hostname, core.port) {
-    (Some(u), _, _) => format!("unix {u:?}"),
-    (None, Some(h), Some(p)) => format!("{h} port {p}"),
-    _ => String::new(),
-  });
+  crate::debug::debug!(
+    "listen: {}",
+    match (&core.unix, &core.hostname, core.port) {
+      (Some(u), _, _) => format!("unix {u:?}"),
+      (None, Some(h), Some(p)) => format!("{h} port {p}"),
+      _ => String::new(),
+    }
+  );
   Ok(obj)
 }
 
@@ -279,10 +273,7 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<
     st.conns += 1;
   }
   conn.sync_ref();
-  let data = core
-    .js_object(env)
-    .and_then(|l| js::get(env, l, "data").ok())
-    .unwrap_or_else(|| js::undefined(env));
+  let data = core.js_object(env).and_then(|l| js::get(env, l, "data").ok()).unwrap_or_else(|| js::undefined(env));
   if crate::socket::new_js(env, &conn, data).is_err() {
     conn::close(env, &conn, How::Reset, None);
     return;
@@ -302,7 +293,6 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<
     }
   }
 }
-
 
 /// `stop(closeActiveConnections = false)`: stops accepting; with `true` (the boolean only) also
 /// closes every accepted socket, whose `close` handlers run before this returns. A unix socket

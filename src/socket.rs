@@ -173,8 +173,7 @@ impl Drop for ThisHint {
 /// Creates the JS object for `conn`; the connection holds its (strong) wrap reference until
 /// close.
 pub(crate) fn new_js(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::Result<Value> {
-  let (obj, _, handle) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) })?;
-  js::set(env, obj, "data", data).map_err(|_| pending())?;
+  let (obj, _, handle) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) }, data)?;
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     st.js = handle;
   }
@@ -184,8 +183,7 @@ pub(crate) fn new_js(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::
 /// A second JS handle on `conn` that does not keep the connection's object slot (the `raw`
 /// half of `upgradeTLS()`); the connection does not hold it alive.
 pub(crate) fn new_js_view(env: sys::napi_env, conn: &Rc<Conn>, data: Value) -> napi::Result<Value> {
-  let (obj, wrap, _) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) })?;
-  js::set(env, obj, "data", data).map_err(|_| pending())?;
+  let (obj, wrap, _) = class::instantiate(env, SocketHandle { conn: RefCell::new(conn.clone()), wrap: Cell::new(std::ptr::null_mut()) }, data)?;
   class::release(env, wrap);
   Ok(obj)
 }
