@@ -174,11 +174,8 @@ pub(super) fn on_readable(env: Env, c: &Conn, hup: bool) {
       }
       Step::Eof => return on_eof(env, c),
       Step::Failed(e) => {
-        // A reset during the handshake is a failed handshake (reported as such), not just a close.
-        let done = c.st.try_borrow().ok().and_then(|st| st.tls.as_ref().map(|t| t.done)).unwrap_or(true);
-        if !done {
-          return handshake_or_fatal(env, c, Ok(()));
-        }
+        // Also during the handshake: a reset is `close(ECONNRESET)` alone, no `handshake` call
+        // (Bun 1.4.5, both sides; a FIN there is a failed handshake, see `on_eof`).
         let err = crate::error::SysError::from_io(&e, "read").to_js(env);
         return conn::close(env, c, How::Gone, Some(err));
       }
