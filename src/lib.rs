@@ -26,8 +26,9 @@
 //! - `bytes`: `write()` argument decoding
 //! - `bridge`: the threadsafe function and tokio runtime for off-thread work
 //! - `debug`: `NODE_DEBUG=bunnet` logging
-//! - `tls`: rustls sessions driven by the reactor (`read` path, `config`, `verify`, `cert`,
-//!   `session` resumption, `watch`/`keys` for Finished messages and tickets off the wire)
+//! - `tls`: rustls sessions driven by the reactor (`read` path, `outcome` of the handshake for the
+//!   handlers, `config`, `verify`, `cert`, `errors`, `session` resumption, `watch`/`keys` for
+//!   Finished messages and tickets off the wire)
 //! - `fdio`: `send`/`recv` on an fd; `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw
 //!   Node-API helpers; `calls`: calling JS from the reactor (top-level mode, tick draining,
 //!   promise settling); `error`: JS errors

@@ -232,7 +232,7 @@ fn close(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// The caller's own graceful close: plain sockets run their `close` handler before returning,
 /// TLS sockets right after (spec §5.3).
 fn graceful(env: sys::napi_env, conn: &Rc<conn::Conn>) {
-  if after_handshake(conn, AfterHandshake::End) {
+  if crate::tls::defer_until_handshake(conn, AfterHandshake::End) {
     return;
   }
   if conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) {
@@ -240,27 +240,6 @@ fn graceful(env: sys::napi_env, conn: &Rc<conn::Conn>) {
   } else {
     conn::close(env, conn, How::Graceful, None);
   }
-}
-
-/// A TLS socket whose handshake is still running cannot send the bytes `write()`/`end()` took
-/// yet: it stops taking more now (writes return `-1`), and `what` is done once the handshake has
-/// ended (see `tls::handshake_done`), after those bytes; a failed handshake is reported as usual
-/// (`handshake(s, false, err)`, then `close`). Bun returns `0` from such writes and drops them.
-/// `false` when the socket is not in that state.
-fn after_handshake(conn: &conn::Conn, what: AfterHandshake) -> bool {
-  let Ok(mut st) = conn.st.try_borrow_mut() else { return false };
-  if st.phase != Phase::Open || !st.tls_handshaking() {
-    return false;
-  }
-  st.write_shut = true;
-  if what == AfterHandshake::End {
-    st.want_drain = false;
-  }
-  let x = st.extra_mut();
-  if x.after_handshake != Some(AfterHandshake::End) {
-    x.after_handshake = Some(what);
-  }
-  true
 }
 
 /// Abortive close: the peer gets a reset (SO_LINGER 0); `close` runs before this returns.
@@ -273,7 +252,7 @@ fn terminate(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 /// `shutdown(true)` shuts the read side (this socket's own `end` handler runs next).
 fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let read_side = js::truthy(c.env, c.arg(0));
-  if !read_side && after_handshake(&s.conn(), AfterHandshake::Shutdown) {
+  if !read_side && crate::tls::defer_until_handshake(&s.conn(), AfterHandshake::Shutdown) {
     return c.undefined();
   }
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
