@@ -214,12 +214,8 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
     for (let k = 0; k < count; k++) { const s = step(); if (s === undefined) continue; \
     if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
     try { dir[m[0]][m[1]].call(s, s, B.from(ab, m[3], m[4])) } catch (e) { fail(s, e) } tick() } }";
-  let mut outer = ptr::null_mut();
-  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut outer) }).ok()?;
-  let buffer = js::get(env, js::global(env), "Buffer").ok()?;
-  let mut maker = ptr::null_mut();
-  let captured = [buffer, crate::calls::tick_fn(env)?];
-  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), outer, 2, captured.as_ptr(), &mut maker) }).ok()?;
+  let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env)?];
+  let maker = js::from_script(env, src, &captured).ok()?;
   let mut f = ptr::null_mut();
   js::check(unsafe { sys::napi_call_function(env, js::undefined(env), maker, args.len(), args.as_ptr(), &mut f) }).ok()?;
   Some((js::reference(env, f).ok()?, mem.cast()))

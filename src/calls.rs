@@ -8,7 +8,7 @@ use std::ptr;
 
 use napi::sys;
 
-use crate::js::{check, deref, fatal_exception, reference, string, take_exception, type_of, undefined, CallbackScope, Env, Value};
+use crate::js::{deref, fatal_exception, from_script, native_function, reference, take_exception, type_of, undefined, CallbackScope, Env, Value};
 
 /// Outcome of calling a JS function: its return value, or the exception it threw (already
 /// cleared from the environment so the caller decides where it goes).
@@ -54,11 +54,8 @@ fn trampolines(env: Env) -> Option<[sys::napi_ref; TRAMPOLINES]> {
         function bunnetTop(f, t, a, b, c) { const r = f.call(t, a, b, c); try { raw() } catch (e) { fatal(e) } return r }, \
         function bunnetTop(f, t, ...a) { const r = f.apply(t, a); try { raw() } catch (e) { fatal(e) } return r }, \
         function bunnetTick() { try { raw() } catch (e) { fatal(e) } }] })";
-      let mut make = ptr::null_mut();
-      check(unsafe { sys::napi_run_script(env, string(env, src), &mut make) }).ok()?;
-      let fatal = crate::js::native_function(env, "fatal", fatal_cb).ok()?;
-      let mut arr = ptr::null_mut();
-      check(unsafe { sys::napi_call_function(env, undefined(env), make, 1, &fatal, &mut arr) }).ok()?;
+      let fatal = native_function(env, "fatal", fatal_cb).ok()?;
+      let arr = from_script(env, src, &[fatal]).ok()?;
       let mut refs = [ptr::null_mut(); TRAMPOLINES];
       for (i, r) in refs.iter_mut().enumerate() {
         let mut f = ptr::null_mut();

@@ -47,12 +47,8 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
     args.join(", ")
   );
   let pending = |_| crate::error::pending();
-  let mut make = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_run_script(env, js::string(env, &src), &mut make) }).map_err(pending)?;
   let native = js::native_function(env, "connect", connect_cb).map_err(pending)?;
-  let mut f = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), make, 1, &native, &mut f) }).map_err(pending)?;
-  Ok(f)
+  js::from_script(env, &src, &[native]).map_err(pending)
 }
 
 /// The native `connect`: connects over TCP (`hostname` + `port`) or a unix socket (`unix`) and

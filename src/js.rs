@@ -40,7 +40,6 @@ pub(crate) fn null(env: Env) -> Value {
   v
 }
 
-
 pub(crate) fn boolean(env: Env, b: bool) -> Value {
   let mut v = ptr::null_mut();
   unsafe { sys::napi_get_boolean(env, b, &mut v) };
@@ -287,15 +286,12 @@ pub(crate) fn get_string(env: Env, v: Value) -> Option<String> {
   }
   let mut buf = vec![0u8; len + 1];
   let mut written = 0usize;
-  if unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast::<c_char>(), len + 1, &mut written) }
-    != sys::Status::napi_ok
-  {
+  if unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast::<c_char>(), len + 1, &mut written) } != sys::Status::napi_ok {
     return None;
   }
   buf.truncate(written);
   String::from_utf8(buf).ok()
 }
-
 
 pub(crate) fn strict_equals(env: Env, a: Value, b: Value) -> bool {
   let mut r = false;
@@ -303,7 +299,6 @@ pub(crate) fn strict_equals(env: Env, a: Value, b: Value) -> bool {
   r
 }
 
-/// Creates a strong reference (count 1) to an object or function.
 /// A JS function named `name` that calls the native callback `cb`.
 pub(crate) fn native_function(env: Env, name: &str, cb: unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value) -> JsResult<Value> {
   let mut f = ptr::null_mut();
@@ -311,6 +306,17 @@ pub(crate) fn native_function(env: Env, name: &str, cb: unsafe extern "C" fn(Env
   Ok(f)
 }
 
+/// Runs `src`, a script whose value is a function, and returns what that function returns when
+/// called with `args`: how the JS trampolines are made (what they capture comes in as `args`).
+pub(crate) fn from_script(env: Env, src: &str, args: &[Value]) -> JsResult<Value> {
+  let mut maker = ptr::null_mut();
+  check(unsafe { sys::napi_run_script(env, string(env, src), &mut maker) })?;
+  let mut made = ptr::null_mut();
+  check(unsafe { sys::napi_call_function(env, undefined(env), maker, args.len(), args.as_ptr(), &mut made) })?;
+  Ok(made)
+}
+
+/// Creates a strong reference (count 1) to an object or function.
 pub(crate) fn reference(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   let mut r = ptr::null_mut();
   check(unsafe { sys::napi_create_reference(env, v, 1, &mut r) })?;

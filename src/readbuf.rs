@@ -84,11 +84,8 @@ fn init(env: Env) -> Option<State> {
   // exceptions, never the handler's (`calls::tick_fn`).
   let src = "(B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
     const r = c[i].call(s, s, B.from(ab, o, n)); if (t) tick(); return r }";
-  let mut outer = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_run_script(env, js::string(env, src), &mut outer) }).ok()?;
   let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env).unwrap_or_else(|| js::undefined(env))];
-  let mut f = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_call_function(env, js::undefined(env), outer, 2, captured.as_ptr(), &mut f) }).ok()?;
+  let f = js::from_script(env, src, &captured).ok()?;
   let trampoline = js::reference(env, f).ok()?;
   Some(State { env, slab: std::ptr::null_mut(), gen: 0, used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
 }
