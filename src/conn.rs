@@ -361,15 +361,40 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &Ready) {
       crate::tls::on_event(env, conn, ev.is_writable(), ev.is_readable(), ev.is_read_closed() || ev.is_error());
     }
     Phase::Open => {
-      if ev.is_writable() {
+      let error = ev.is_error();
+      if error && !reading(conn) {
+        return on_error_unread(env, conn);
+      }
+      // An error (a reset) owes no drain: the read that follows reports it and closes.
+      if ev.is_writable() && !error {
         on_writable(env, conn);
       }
-      if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-        on_readable(env, conn, ev.is_read_closed() || ev.is_error());
+      if ev.is_readable() || ev.is_read_closed() || error {
+        on_readable(env, conn, ev.is_read_closed() || error);
       }
     }
     Phase::Resolving | Phase::Closed => {}
   }
+}
+
+/// Whether a plain socket reads when the kernel reports something (open, not paused, and the
+/// peer's FIN not seen yet).
+fn reading(conn: &Conn) -> bool {
+  conn.st.try_borrow().is_ok_and(|st| st.phase == Phase::Open && !st.paused && !st.read_eof)
+}
+
+/// An error (the peer's reset) on a plain socket that reads nothing now: paused, or half-open
+/// after the peer's FIN (the reset then answers our own later writes). As in Bun, the socket closes
+/// at once with that error (`ECONNRESET`, or `EPIPE` after the FIN), its unread bytes dropped as a
+/// reset drops them; otherwise no read would ever see it and `close` would never run.
+fn on_error_unread(env: Env, conn: &Conn) {
+  let (taken, recorded) = match conn.st.try_borrow() {
+    Ok(st) => (st.io.as_ref().and_then(|io| io.take_error().ok().flatten()), st.extra().and_then(|x| x.reset)),
+    Err(_) => return,
+  };
+  let e = taken.unwrap_or_else(|| io::Error::from_raw_os_error(recorded.unwrap_or(libc::ECONNRESET)));
+  let err = SysError::from_io(&e, "read").to_js(env);
+  close(env, conn, How::Gone, Some(err));
 }
 
 /// A revisit asked for with [`crate::reactor::Reactor::kick`].
@@ -471,10 +496,10 @@ pub(crate) fn read_on(env: Env, conn: &Conn, hup: bool, h: Rc<Handlers>, r: Read
 
 /// The peer sent FIN (or our own `shutdown(true)` shut the read side).
 pub(crate) fn on_eof(env: Env, conn: &Conn) {
-  let (write_shut, is_unix, half_open, reset) = {
+  let (write_shut, half_open, reset) = {
     let Ok(mut st) = conn.st.try_borrow_mut() else { return };
     st.read_eof = true;
-    (st.write_shut, st.is_unix, st.allow_half_open, st.extra().and_then(|x| x.reset))
+    (st.write_shut, st.allow_half_open, st.extra().and_then(|x| x.reset))
   };
   if reset.is_some() {
     // Reported as the peer's reset always is (spec §5.1): ECONNRESET, syscall "read". (A send
@@ -482,9 +507,9 @@ pub(crate) fn on_eof(env: Env, conn: &Conn) {
     let err = SysError::from_io(&io::Error::from_raw_os_error(libc::ECONNRESET), "read").to_js(env);
     return close(env, conn, How::Gone, Some(err));
   }
-  // After our own shutdown() the peer's FIN completes the close: Bun reports no `end` then, and
-  // unix-domain sockets without allowHalfOpen go straight to `close` as in Bun.
-  if write_shut || (is_unix && !half_open) {
+  // After our own shutdown() the peer's FIN completes the close: Bun reports no `end` then.
+  // (Unix-domain sockets get `end` like TCP ones: Bun 1.4.5 does, whatever spec §5.2 says.)
+  if write_shut {
     return close(env, conn, How::Graceful, None);
   }
   emit(env, conn, Event::End, &[]);

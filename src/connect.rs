@@ -151,7 +151,7 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
     Attempt::Unix(p) => crate::debug::debug!("connect: attempting unix {p:?}"),
   }
   let (started, remote) = match attempt {
-    Attempt::Tcp(addr) => (crate::sockopt::connect_tcp(addr).map(Io::Tcp), Some(addr)),
+    Attempt::Tcp(addr) => (crate::sockopt::connect_tcp(addr).map(Io::Tcp), Some(peer_of(addr))),
     Attempt::Unix(path) => (crate::sockopt::connect_unix(&path).map(Io::Unix), None),
   };
   let io = match started {
@@ -166,6 +166,22 @@ fn start_attempt(conn: &Rc<Conn>, attempt: Attempt) {
     st.set_remote(remote);
     st.io = Some(io);
     st.phase = Phase::Connecting;
+  }
+}
+
+/// The peer a connect to `addr` reaches: the unspecified address (`0.0.0.0`, `::`) means this
+/// host's loopback (Linux routes it there), which is what `remoteAddress` reports, as in Bun.
+fn peer_of(addr: SocketAddr) -> SocketAddr {
+  match addr {
+    SocketAddr::V4(mut a) if a.ip().is_unspecified() => {
+      a.set_ip(std::net::Ipv4Addr::LOCALHOST);
+      SocketAddr::V4(a)
+    }
+    SocketAddr::V6(mut a) if a.ip().is_unspecified() => {
+      a.set_ip(std::net::Ipv6Addr::LOCALHOST);
+      SocketAddr::V6(a)
+    }
+    a => a,
   }
 }
 

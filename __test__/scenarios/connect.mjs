@@ -56,6 +56,20 @@ export async function tcpIPv6AndBrackets(t) {
   }
 }
 
+export async function unspecifiedAddressReachesLoopback(t) {
+  // connect to 0.0.0.0 / :: reaches this host's loopback: remoteAddress says so, as in Bun
+  // (it echoed the unspecified address before).
+  for (const [listenOn, target, peer] of [['0.0.0.0', '0.0.0.0', '127.0.0.1'], ['::', '::', '::1']]) {
+    const l = listen({ hostname: listenOn, port: 0, socket: { data() {} } })
+    t.teardown(() => l.stop(true))
+    const s = await connect({ hostname: target, port: l.port, socket: { data() {} } })
+    t.is(s.remoteAddress, peer)
+    t.is(s.remotePort, l.port)
+    t.is(s.localAddress, peer)
+    s.end()
+  }
+}
+
 export async function localhostIsResolvedOffThread(t) {
   const l = listen({ hostname: '::', port: 0, socket: { data(s, d) { s.write(d) } } })
   t.teardown(() => l.stop(true))

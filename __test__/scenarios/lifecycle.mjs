@@ -54,11 +54,13 @@ export async function closeAndDisposeAreGraceful(t) {
   t.deepEqual(b.clientLog, ['close undefined rs=-1'])
 }
 
-export async function unixPeerGetsCloseWithoutEnd(t) {
+export async function unixPeerGetsEndThenClose(t) {
+  // Bun 1.4.5 runs `end` for a unix-domain peer's FIN as for TCP (spec §5.2 says otherwise; the
+  // binary is the oracle: README, differences).
   const { c, serverLog } = await pair(t, { unix: true })
   c.end('u')
-  await until(() => serverLog.length === 2)
-  t.deepEqual(serverLog, ['data u', 'close undefined rs=-1'])
+  await until(() => serverLog.length === 3)
+  t.deepEqual(serverLog, ['data u', 'end rs=1', 'close undefined rs=-1'])
 }
 
 export async function terminateResetsThePeer(t) {
@@ -115,6 +117,73 @@ export async function allowHalfOpenKeepsWritingAfterPeerFin(t) {
   t.is(s.end(), 0)
   await until(() => clientLog.length === 2)
   t.deepEqual(clientLog, ['data late', 'close undefined rs=-1'])
+}
+
+export async function shutdownAfterPeerFinCloses(t) {
+  // Both directions done: the half-open socket that shuts its own side down closes (Bun), from
+  // either order of the two shutdowns. Before, `close` never ran and the socket held the process.
+  const a = await pair(t, { serverOpts: { allowHalfOpen: true }, clientOpts: { allowHalfOpen: true } })
+  a.c.shutdown()
+  await until(() => a.serverLog.length === 1)
+  t.deepEqual(a.serverLog, ['end rs=1'])
+  t.is(a.s.shutdown(), undefined)
+  t.deepEqual(a.serverLog, ['end rs=1', 'close undefined rs=-1'])
+  await until(() => a.clientLog.length === 1)
+  t.deepEqual(a.clientLog, ['close undefined rs=-1'])
+  // Our own read side first (shutdown(true) runs our `end`), then the write side.
+  const b = await pair(t, { clientOpts: { allowHalfOpen: true } })
+  b.c.shutdown(true)
+  await until(() => b.clientLog.length === 1)
+  t.deepEqual(b.clientLog, ['end rs=1'])
+  b.c.shutdown()
+  t.deepEqual(b.clientLog, ['end rs=1', 'close undefined rs=-1'])
+  t.is(b.c.readyState, -1)
+}
+
+export async function writeAfterPeerClosedReportsEPIPE(t) {
+  // A half-open socket writes after the peer closed for good: the peer answers with a reset, which
+  // closes the socket with EPIPE (Bun's error); before, no read ever saw it and `close` never ran.
+  const { c, s, clientLog } = await pair(t, { clientOpts: { allowHalfOpen: true } })
+  s.end()
+  await until(() => clientLog.length === 1)
+  t.deepEqual(clientLog, ['end rs=1'])
+  t.is(c.write('late'), 4)
+  await until(() => clientLog.length === 2)
+  t.deepEqual(clientLog, ['end rs=1', 'close EPIPE rs=-1'])
+}
+
+export async function pausedSocketClosesOnReset(t) {
+  // A reset closes a paused socket at once with ECONNRESET (Bun), unread bytes and all; a FIN
+  // waits for resume() (pauseHoldsDataUntilResume).
+  const { c, s, serverLog } = await pair(t)
+  s.pause()
+  c.write('unread')
+  await delay(50)
+  c.terminate()
+  await until(() => serverLog.length === 1)
+  t.deepEqual(serverLog, ['close ECONNRESET rs=-1'])
+}
+
+export async function noDrainBeforeAResetClose(t) {
+  // A short write owes a drain; the peer then resets instead of reading: `close(ECONNRESET)`
+  // alone, as in Bun (the reset came with the writable report and drained nothing).
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
+  const log = []
+  const closed = deferred()
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: { data() {}, drain: () => log.push('drain'), close: (s, e) => closed.resolve(e) },
+  })
+  const s = await opened.promise
+  s.pause()
+  const big = Buffer.alloc(8 << 20)
+  t.true(c.write(big) < big.length)
+  s.terminate()
+  const e = await closed.promise
+  t.is(e?.code, 'ECONNRESET')
+  t.deepEqual(log, [])
 }
 
 export async function peerFinWithoutHalfOpenCloses(t) {
