@@ -31,6 +31,21 @@ async function pair(t, { serverOpts = {}, clientOpts = {}, unix = false } = {}) 
   return { c, s: await opened.promise, serverLog, clientLog, l }
 }
 
+/** A client whose `close` error resolves `closed` and whose `log` records `track`ed events, with
+ * the server socket it reached (`opened`). */
+async function watchedClient(t, track) {
+  const opened = deferred()
+  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
+  const log = []
+  const closed = deferred()
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: { data() {}, [track]: () => log.push(track), close: (s, e) => closed.resolve(e) },
+  })
+  return { c, s: await opened.promise, log, closed }
+}
+
 export async function endClosesSynchronouslyAndPeerSeesEnd(t) {
   const { c, serverLog, clientLog } = await pair(t)
   t.is(c.end('bye'), 3)
@@ -167,16 +182,7 @@ export async function pausedSocketClosesOnReset(t) {
 export async function noDrainBeforeAResetClose(t) {
   // A short write owes a drain; the peer then resets instead of reading: `close(ECONNRESET)`
   // alone, as in Bun (the reset came with the writable report and drained nothing).
-  const opened = deferred()
-  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
-  const log = []
-  const closed = deferred()
-  const c = await connect({
-    hostname: '127.0.0.1',
-    port: l.port,
-    socket: { data() {}, drain: () => log.push('drain'), close: (s, e) => closed.resolve(e) },
-  })
-  const s = await opened.promise
+  const { c, s, log, closed } = await watchedClient(t, 'drain')
   s.pause()
   const big = Buffer.alloc(8 << 20)
   t.true(c.write(big) < big.length)
@@ -315,16 +321,8 @@ export async function timeoutReArmedLaterMovesTheDeadline(t) {
 export async function resetSeenByWriteIsReportedOnClose(t) {
   // Found by the stress suite: when the peer's reset is first seen by write() (which consumes
   // the socket error), the close must still report ECONNRESET, not a clean end.
-  const opened = deferred()
-  const l = server(t, { open: (s) => opened.resolve(s), data() {} })
-  const log = []
-  const closed = deferred()
-  const c = await connect({
-    hostname: '127.0.0.1',
-    port: l.port,
-    socket: { data() {}, end: () => log.push('end'), close: (s, e) => closed.resolve(e) },
-  })
-  ;(await opened.promise).terminate()
+  const { c, s, log, closed } = await watchedClient(t, 'end')
+  s.terminate()
   const busyUntil = Date.now() + 100
   while (Date.now() < busyUntil) {
     // the RST reaches the kernel while the reactor has not read it yet
