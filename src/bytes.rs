@@ -35,14 +35,13 @@ impl BadBytes {
 /// Runs `f` with the bytes `data[offset..offset+length]` describes; `Ok(None)` when `data` is
 /// `undefined` (nothing to send). Binary inputs are borrowed from the JS heap for the duration of
 /// the call; strings are encoded once into a reused scratch buffer.
-pub(crate) fn with_bytes<R>(
-  env: Env,
-  data: Value,
-  offset: Option<Value>,
-  length: Option<Value>,
-  f: impl FnOnce(&[u8]) -> R,
-) -> Result<Option<R>, BadBytes> {
+pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length: Option<Value>, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, BadBytes> {
   use sys::ValueType as T;
+  // `write(data, encoding)`, as Bun and `node:net` take it: a string second argument with no
+  // length after it is an encoding (only strings have one). With a length it stays a bad offset
+  // (Bun throws a `TODOError` there, spec Q21).
+  let encoding = offset.filter(|o| js::type_of(env, *o) == T::napi_string && length.map_or(true, |l| js::is_undefined(env, l)));
+  let (offset, length) = if encoding.is_some() { (None, None) } else { (offset, length) };
   // Fast path for the common case (Buffer / Uint8Array): one call tells both "is a typed
   // array" and where its bytes are.
   let (mut ty, mut n, mut p, mut ab, mut off) = (0, 0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
@@ -58,6 +57,7 @@ pub(crate) fn with_bytes<R>(
   }
   match js::type_of(env, data) {
     T::napi_undefined => Ok(None),
+    T::napi_string if encoding.is_some() => encoded(env, data, encoding, f),
     T::napi_string => SCRATCH.with(|cell| {
       // A reentrant call cannot happen (nothing here runs JS), but stay panic-free regardless.
       let mut fallback = Vec::new();
@@ -71,8 +71,15 @@ pub(crate) fn with_bytes<R>(
       Ok(Some(f(&buf[range])))
     }),
     T::napi_object => {
-      let (ptr, len) = binary_view(env, data)
-        .ok_or_else(|| BadBytes::Arg(invalid_data(env, data)))?;
+      let Some((ptr, len)) = binary_view(env, data) else {
+        if !string_object(env, data) {
+          return Err(BadBytes::Arg(invalid_data(env, data)));
+        }
+        // `new String("...")` writes its string, as in Bun.
+        let mut s = std::ptr::null_mut();
+        js::check(unsafe { sys::napi_coerce_to_string(env, data, &mut s) }).map_err(|_| BadBytes::Pending)?;
+        return with_bytes(env, s, offset, length, f);
+      };
       let range = slice_range(env, len, offset, length)?;
       if len == 0 || ptr.is_null() {
         return Ok(Some(f(&[])));
@@ -86,24 +93,45 @@ pub(crate) fn with_bytes<R>(
   }
 }
 
+/// The bytes of `data` in `encoding` (`Buffer.from(data, encoding)`: hex, base64, base64url,
+/// latin1/binary, ascii, ucs2/utf16le, utf8); an encoding Node does not know means UTF-8, as in
+/// Bun.
+fn encoded<R>(env: Env, data: Value, encoding: Option<Value>, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, BadBytes> {
+  const KNOWN: [&str; 12] = ["utf8", "utf-8", "hex", "base64", "base64url", "latin1", "binary", "ascii", "ucs2", "ucs-2", "utf16le", "utf-16le"];
+  let name = encoding.and_then(|e| js::get_string(env, e)).unwrap_or_default().to_ascii_lowercase();
+  if !KNOWN.contains(&name.as_str()) {
+    return with_bytes(env, data, None, None, f);
+  }
+  let buffer = js::get(env, js::global(env), "Buffer").map_err(|_| BadBytes::Pending)?;
+  let from = js::get(env, buffer, "from").map_err(|_| BadBytes::Pending)?;
+  let args = [data, js::string(env, &name)];
+  let mut bytes = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_call_function(env, buffer, from, 2, args.as_ptr(), &mut bytes) }).map_err(|_| BadBytes::Pending)?;
+  let (p, n) = binary_view(env, bytes).ok_or(BadBytes::Pending)?;
+  // SAFETY: the live backing store of the Buffer just made, which `bytes` keeps reachable; no
+  // JS runs while `f` does.
+  Ok(Some(f(if p.is_null() { &[] } else { unsafe { std::slice::from_raw_parts(p, n) } })))
+}
+
+/// Whether `v` is a `String` wrapper object (`new String(...)`).
+fn string_object(env: Env, v: Value) -> bool {
+  let Ok(ctor) = js::get(env, js::global(env), "String") else { return false };
+  let mut yes = false;
+  let st = unsafe { sys::napi_instanceof(env, v, ctor, &mut yes) };
+  st == sys::Status::napi_ok && yes
+}
+
 fn invalid_data(env: Env, data: Value) -> ArgError {
-  ArgError::type_error(format!(
-    "The \"data\" argument must be of type string, buffer, or blob. {}",
-    describe_received(env, data)
-  ))
+  ArgError::type_error(format!("The \"data\" argument must be of type string, buffer, or blob. {}", describe_received(env, data)))
 }
 
 fn encode_utf8(env: Env, s: Value, buf: &mut Vec<u8>) -> Result<(), BadBytes> {
   let mut len = 0usize;
-  js::check(unsafe { sys::napi_get_value_string_utf8(env, s, std::ptr::null_mut(), 0, &mut len) })
-    .map_err(|_| BadBytes::Pending)?;
+  js::check(unsafe { sys::napi_get_value_string_utf8(env, s, std::ptr::null_mut(), 0, &mut len) }).map_err(|_| BadBytes::Pending)?;
   buf.clear();
   buf.resize(len + 1, 0);
   let mut written = 0usize;
-  js::check(unsafe {
-    sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr().cast(), len + 1, &mut written)
-  })
-  .map_err(|_| BadBytes::Pending)?;
+  js::check(unsafe { sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr().cast(), len + 1, &mut written) }).map_err(|_| BadBytes::Pending)?;
   buf.truncate(written);
   Ok(())
 }
@@ -169,9 +197,7 @@ fn shared_array_buffer(env: Env, v: Value) -> Option<(*const u8, usize)> {
     return None;
   }
   let (mut ty, mut n, mut data, mut ab, mut off) = (0, 0usize, std::ptr::null_mut(), std::ptr::null_mut(), 0usize);
-  if unsafe { sys::napi_get_typedarray_info(env, view, &mut ty, &mut n, &mut data, &mut ab, &mut off) }
-    != sys::Status::napi_ok
-  {
+  if unsafe { sys::napi_get_typedarray_info(env, view, &mut ty, &mut n, &mut data, &mut ab, &mut off) } != sys::Status::napi_ok {
     return None;
   }
   Some((data.cast::<u8>(), n))
@@ -216,15 +242,10 @@ fn integer_arg(env: Env, v: Option<Value>, name: &str) -> Result<Option<f64>, Ba
   let n = (js::type_of(env, v) == sys::ValueType::napi_number).then(|| js::get_f64(env, v)).flatten();
   match n {
     Some(n) if n.is_finite() && n.fract() == 0.0 => Ok(Some(n)),
-    _ => Err(BadBytes::Arg(ArgError::type_error(format!(
-      "Expected {name} to be a integer for 'Socket.write'."
-    )))),
+    _ => Err(BadBytes::Arg(ArgError::type_error(format!("Expected {name} to be a integer for 'Socket.write'.")))),
   }
 }
 
 fn out_of_range(name: &str, max: &str, got: f64) -> ArgError {
-  ArgError::range_error(format!(
-    "The value of \"{name}\" is out of range. It must be >= 0 and <= {max}. Received {}",
-    js_number(got)
-  ))
+  ArgError::range_error(format!("The value of \"{name}\" is out of range. It must be >= 0 and <= {max}. Received {}", js_number(got)))
 }

@@ -414,13 +414,14 @@ fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>>
 
 /// Reads the `socket` key of a `reload()` argument: the shared rules of `socket.reload` and
 /// `listener.reload` (they differ only in the message for a missing key).
-pub(crate) fn from_reload_arg(env: Env, arg: Option<Value>, missing_socket: &str) -> napi::Result<Rc<Handlers>> {
+/// `not_object`: Bun's error for an argument that is not an object (`undefined` included).
+pub(crate) fn from_reload_arg(env: Env, arg: Option<Value>, not_object: ArgError, missing_socket: &str) -> napi::Result<Rc<Handlers>> {
   let Some(arg) = arg else {
     return Err(ArgError::plain("Expected 1 argument").throw(env));
   };
   let socket = match js::type_of(env, arg) {
     sys::ValueType::napi_object | sys::ValueType::napi_function => js::get(env, arg, "socket").map_err(|_| crate::error::pending())?,
-    _ => return Err(ArgError::plain(missing_socket).throw(env)),
+    _ => return Err(not_object.throw(env)),
   };
   if js::is_undefined(env, socket) {
     return Err(ArgError::plain(missing_socket).throw(env));

@@ -269,6 +269,20 @@ pub(crate) fn to_number(env: Env, v: Value) -> Option<f64> {
   get_f64(env, n)
 }
 
+/// `Number(v)` for a BigInt `v` (`None` for anything else), rounded as a double holds it.
+pub(crate) fn bigint_f64(env: Env, v: Value) -> Option<f64> {
+  if type_of(env, v) != sys::ValueType::napi_bigint {
+    return None;
+  }
+  let (mut sign, mut count) = (0i32, 0usize);
+  // The count alone first (Node-API wants both out-pointers null for that).
+  check(unsafe { sys::napi_get_value_bigint_words(env, v, ptr::null_mut(), &mut count, ptr::null_mut()) }).ok()?;
+  let mut words = vec![0u64; count];
+  check(unsafe { sys::napi_get_value_bigint_words(env, v, &mut sign, &mut count, words.as_mut_ptr()) }).ok()?;
+  let magnitude = words.iter().rev().fold(0.0, |acc, w| acc * 18_446_744_073_709_551_616.0 + *w as f64);
+  Some(if sign != 0 { -magnitude } else { magnitude })
+}
+
 /// `String(v)`; `None` if the coercion threw (the exception is left pending).
 pub(crate) fn to_string(env: Env, v: Value) -> Option<String> {
   let mut s = ptr::null_mut();

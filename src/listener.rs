@@ -355,12 +355,13 @@ fn unref(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
 /// `reload({ socket })`: replaces the handlers of this listener and of every socket it accepted.
 fn reload(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
   let done = l.core.st.try_borrow().map_or(true, |st| st.io.is_none() && st.conns == 0);
-  let arg = c.arg(0);
-  if done || js::is_undefined(c.env, arg) {
+  let arg = c.opt(0);
+  if done || arg.is_none() {
     // Bun's (misleading) message once nothing is left to reload, kept for compatibility.
     return Err(ArgError::plain("Expected 1 argument").throw(c.env));
   }
-  let h = handlers::from_reload_arg(c.env, Some(arg), "Expected \"socket\" object")?;
+  let not_object = ArgError::type_error("Expected options object").with_code("ERR_INVALID_ARG_TYPE");
+  let h = handlers::from_reload_arg(c.env, arg, not_object, "Expected \"socket\" object")?;
   if let Ok(st) = l.core.st.try_borrow() {
     if let Ok(mut cell) = st.handlers.try_borrow_mut() {
       *cell = h;

@@ -290,11 +290,16 @@ fn timeout(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   if c.argc == 0 {
     return Err(ArgError::plain("Expected 1 argument, got 0").throw(c.env));
   }
-  let n = js::to_number(c.env, c.arg(0)).ok_or_else(pending)?;
-  if n < 0.0 {
+  // A BigInt counts by its value, and the check follows the truncation (`timeout(-0.5)` is 0),
+  // as in Bun.
+  let n = match js::bigint_f64(c.env, c.arg(0)) {
+    Some(n) => n,
+    None => js::to_number(c.env, c.arg(0)).ok_or_else(pending)?,
+  };
+  let secs = if n.is_nan() { 0.0 } else { n.trunc() };
+  if secs < 0.0 {
     return Err(ArgError::plain("Timeout must be a positive integer").throw(c.env));
   }
-  let secs = if n.is_nan() { 0.0 } else { n.trunc() };
   // Far-future deadlines (1e10 s) saturate to "never" rather than overflow.
   let at = (secs > 0.0).then(|| Instant::now().checked_add(Duration::from_secs_f64(secs.min(1e12)))).flatten();
   crate::timeout::set(&s.conn(), at);
@@ -355,7 +360,7 @@ fn resume(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 
 /// `reload({ socket })`: replaces this socket's handlers; the next event uses them.
 fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  let arg = (c.argc > 0 && !js::is_undefined(c.env, c.arg(0))).then(|| c.arg(0));
+  let arg = c.opt(0);
   if !s.conn().is_open() {
     // Bun: a closed socket ignores reload() without validating, except for a missing argument.
     return match arg {
@@ -363,7 +368,7 @@ fn reload(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
       Some(_) => c.undefined(),
     };
   }
-  let h = handlers::from_reload_arg(c.env, arg, "Expected \"socket\" option")?;
+  let h = handlers::from_reload_arg(c.env, arg, ArgError::plain("Expected options object"), "Expected \"socket\" option")?;
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     st.handlers = Some(HandlerRef::own(h));
   }
@@ -393,14 +398,23 @@ fn set_keep_alive(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let delay_ms = match js::type_of(c.env, d) {
     sys::ValueType::napi_undefined => 0.0,
     sys::ValueType::napi_number => {
+      // Bun's checks, in Bun's order: NaN counts as 0; then infinities and integers outside
+      // 0..=2^31-1 are out of range (with Bun's message naming the safe-integer bound), and other
+      // fractions are not integers.
       let n = js::get_f64(c.env, d).unwrap_or(0.0);
-      if n < 0.0 || n.is_nan() {
-        return Err(
-          ArgError::range_error(format!("The value of \"initialDelay\" is out of range. It must be >= 0 and <= 9007199254740991. Received {}", js_number(n)))
-            .throw(c.env),
-        );
+      let range = || {
+        let msg = format!("The value of \"initialDelay\" is out of range. It must be >= 0 and <= 9007199254740991. Received {}", js_number(n));
+        Err(ArgError::range_error(msg).throw(c.env))
+      };
+      match n {
+        n if n.is_nan() => 0.0,
+        n if n.is_infinite() => return range(),
+        n if n.fract() != 0.0 => {
+          return Err(ArgError::type_error("The \"initialDelay\" property must be of type integer. Received number").throw(c.env));
+        }
+        n if !(0.0..=f64::from(i32::MAX)).contains(&n) => return range(),
+        n => n,
       }
-      n
     }
     t => {
       let kind = match t {

@@ -406,6 +406,7 @@ export async function socketReloadSwapsHandlers(t) {
   t.deepEqual(log, ['new'])
   t.deepEqual(thisSeen, [true])
   t.throws(() => c.reload(), { message: 'Expected 1 argument' })
+  for (const bad of [undefined, null, 'x', 1]) t.throws(() => c.reload(bad), { instanceOf: Error, message: 'Expected options object' })
   t.throws(() => c.reload({}), { message: 'Expected "socket" option' })
   t.throws(() => c.reload({ data() {} }), { message: 'Expected "socket" option' })
   t.throws(() => c.reload({ socket: {} }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: 'Expected at least "data" or "drain" callback' })

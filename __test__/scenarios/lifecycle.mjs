@@ -218,6 +218,9 @@ export async function timeoutIsOneShotAndDoesNotClose(t) {
   t.is(fired.length, 1)
   t.throws(() => c.timeout(), { message: 'Expected 1 argument, got 0' })
   t.throws(() => c.timeout(-1), { message: 'Timeout must be a positive integer' })
+  // as in Bun: the check follows the truncation, and a BigInt counts by its value
+  t.is(c.timeout(-0.5), undefined)
+  t.is(c.timeout(0n), undefined)
   t.is(c.timeout('x'), undefined)
   t.is(c.timeout(1e10), undefined)
 }
@@ -269,6 +272,22 @@ export async function liveSocketOptions(t) {
     code: 'ERR_INVALID_ARG_TYPE',
     message: 'The "initialDelay" property must be of type number. Received string',
   })
+  // Bun's order of checks: NaN is 0, infinities and integers past 2^31-1 are out of range, then
+  // other fractions are not integers (also when turning keep-alive off).
+  t.is(c.setKeepAlive(true, NaN), true)
+  for (const [v, shown] of [[Infinity, 'Infinity'], [-Infinity, '-Infinity'], [2 ** 31, '2147483648'], [1e300, '1e+300']]) {
+    t.throws(() => c.setKeepAlive(true, v), {
+      instanceOf: RangeError,
+      message: `The value of "initialDelay" is out of range. It must be >= 0 and <= 9007199254740991. Received ${shown}`,
+    })
+  }
+  for (const [on, v] of [[true, 1.5], [true, -0.5], [false, 1.5]]) {
+    t.throws(() => c.setKeepAlive(on, v), {
+      instanceOf: TypeError,
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: 'The "initialDelay" property must be of type integer. Received number',
+    })
+  }
   t.true(c.fd > 2)
   t.is(Object.prototype.toString.call(c), '[object TCPSocket]')
   t.throws(() => {

@@ -195,6 +195,7 @@ export async function listenerReloadReachesCurrentSockets(t) {
   c.write('x')
   await until(() => got.join('') === 'ab')
   t.throws(() => l.reload(), { message: 'Expected 1 argument' })
+  for (const bad of [undefined, null, 'x', 1]) t.throws(() => l.reload(bad), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: 'Expected options object' })
   t.throws(() => l.reload({}), { message: 'Expected "socket" object' })
   t.throws(() => l.reload({ socket: {} }), { code: 'ERR_INVALID_ARG_TYPE', message: 'Expected at least "data" or "drain" callback' })
 }

@@ -36,6 +36,15 @@ export async function everyInputKind(t) {
     [() => c.write(u8, 0), 8, [1, 2, 3, 4, 5, 6, 7, 8]],
     // deliberate fix: a missing length means the rest after the offset (Bun throws RangeError)
     [() => c.write(u8, 6), 2, [7, 8]],
+    // a string second argument without a length is an encoding (Bun, node:net): it applies to
+    // strings (unknown names mean UTF-8) and is ignored for binary data
+    [() => c.write('6162', 'hex'), 2, [0x61, 0x62]],
+    [() => c.write('YWI=', 'base64'), 2, [0x61, 0x62]],
+    [() => c.write('é', 'latin1'), 1, [0xe9]],
+    [() => c.write('é', 'UTF8'), 2, [0xc3, 0xa9]],
+    [() => c.write('é', 'bogus'), 2, [0xc3, 0xa9]],
+    [() => c.write(u8.subarray(0, 2), 'hex'), 2, [1, 2]],
+    [() => c.write(new String('ab')), 2, [0x61, 0x62]],
   ]
   const expected = []
   let total = 0
@@ -76,12 +85,14 @@ export async function invalidArgumentsThrowAndSendNothing(t) {
   t.throws(() => c.write(u8, 1.5, 2), integer)
   t.throws(() => c.write(u8, NaN, 2), integer)
   t.throws(() => c.write(u8, '1', 2), integer)
+  t.throws(() => c.write('6162', 'hex', 1), integer)
   // end() with bad data throws and does not end the socket
   t.throws(() => c.end(123), type('Received type number (123)'))
   t.is(c.readyState, 1)
   t.is(c.bytesWritten, 0)
-  t.is(c.end('x'), 1)
+  t.is(c.end('78', 'hex'), 1) // 'x', with an encoding as write() takes it
   await until(() => got().length === 1)
+  t.is(got().toString(), 'x')
 }
 
 export async function writesAfterEndOrShutdownReturnMinusOne(t) {
