@@ -6,6 +6,7 @@ use std::rc::Rc;
 use napi::sys;
 
 use crate::conn::{call_routed, Conn, How, Io, Phase};
+use crate::conn_parts::{SEEN_LOCAL_ADDRESS, SEEN_LOCAL_PORT};
 use crate::handlers::{Event, HandlerRef};
 use crate::js::{self, Env, Value};
 use crate::listener::ListenerCore;
@@ -56,6 +57,12 @@ fn shut(conn: &Conn, how: How, with_error: bool) -> Option<Closed> {
     // A graceful TLS close waits for the peer's FIN in the background (see `linger`), unless the
     // peer's FIN is here already.
     let await_peer = how == How::Graceful && st.tls.is_some() && !st.read_eof;
+    if st.seen & (SEEN_LOCAL_ADDRESS | SEEN_LOCAL_PORT) != 0 {
+      // Read while open: keeps answering after the close (see `socket::addr`).
+      if let Some(a) = st.io.as_ref().and_then(|io| crate::sockopt::local_addr(io.fd())) {
+        st.extra_mut().local = Some(a);
+      }
+    }
     if let Some(io) = st.io.take() {
       match (how, st.extra.as_mut().and_then(|x| x.unsent.take())) {
         (How::Graceful, rest) if rest.is_some() || await_peer => {
@@ -110,4 +117,3 @@ impl Closed {
     crate::class::release(env, self.js_ref);
   }
 }
-

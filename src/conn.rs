@@ -101,6 +101,9 @@ pub(crate) struct ConnState {
   pub bytes_written: u64,
   pub remote: Option<Remote>,
   pub is_v6: bool,
+  /// Address getters read while open ([`crate::conn_parts::SEEN_REMOTE_ADDRESS`], ...): those
+  /// keep answering after the close, as in Bun and `node:net`.
+  pub seen: u8,
   /// The size predicted for the next read, from the last ones (see `readbuf`).
   pub read_size: readbuf::ReadSize,
   /// The TLS session, on TLS sockets.
@@ -130,6 +133,7 @@ impl Conn {
         want_drain: false,
         write_shut: false,
         read_eof: false,
+        seen: 0,
         paused: false,
         refed: true,
         counted: false,

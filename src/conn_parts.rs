@@ -30,6 +30,11 @@ impl Remote {
   }
 }
 
+/// Bits of [`ConnState::seen`].
+pub(crate) const SEEN_REMOTE_ADDRESS: u8 = 1;
+pub(crate) const SEEN_LOCAL_ADDRESS: u8 = 2;
+pub(crate) const SEEN_LOCAL_PORT: u8 = 4;
+
 /// The rarely used part of [`ConnState`].
 #[derive(Default)]
 pub(crate) struct Extra {
@@ -53,6 +58,8 @@ pub(crate) struct Extra {
   /// TLS: `end()`/`close()` or `shutdown()` called before the handshake ended, carried out once
   /// it has (so the bytes `write()`/`end()` took go out encrypted first).
   pub after_handshake: Option<AfterHandshake>,
+  /// The local address at the close, kept when `localAddress`/`localPort` were read before it.
+  pub local: Option<std::net::SocketAddr>,
 }
 
 /// What a TLS socket was asked to do while its handshake was still running.
@@ -67,7 +74,7 @@ pub(crate) enum AfterHandshake {
 impl Extra {
   /// Nothing kept: the box can go (listed by destructuring, so a new field cannot be forgotten).
   fn is_empty(&self) -> bool {
-    let Extra { timeout_at, timer_queued, unsent, host, pending_tls, reset, pending, after_handshake } = self;
+    let Extra { timeout_at, timer_queued, unsent, host, pending_tls, reset, pending, after_handshake, local } = self;
     timeout_at.is_none()
       && timer_queued.is_none()
       && unsent.is_none()
@@ -76,6 +83,7 @@ impl Extra {
       && reset.is_none()
       && pending.is_none()
       && after_handshake.is_none()
+      && local.is_none()
   }
 }
 

@@ -11,7 +11,7 @@ use napi::sys;
 use crate::bytes::with_bytes;
 use crate::class::{self, Class, Ctx, Method};
 use crate::conn::{self, Conn, How, Phase};
-use crate::conn_parts::AfterHandshake;
+use crate::conn_parts::{AfterHandshake, SEEN_LOCAL_ADDRESS, SEEN_LOCAL_PORT, SEEN_REMOTE_ADDRESS};
 use crate::error::{pending, ArgError};
 use crate::handlers::{self, HandlerRef};
 use crate::js::{self, Value};
@@ -449,12 +449,22 @@ fn fd(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   c.number(f64::from(fd))
 }
 
-fn live_addr(s: &SocketHandle, local: bool) -> Option<std::net::SocketAddr> {
+/// The peer's (or with `local`, this side's) address for the getter `getter` (a `SEEN_*` bit, 0
+/// for `remotePort`). Open TCP sockets answer and record the read; once closed, only the getters
+/// read while open still answer (Bun and `node:net` cache what was read; `remotePort` forgets).
+fn addr(s: &SocketHandle, local: bool, getter: u8) -> Option<std::net::SocketAddr> {
   let conn = s.conn();
-  let st = conn.st.try_borrow().ok()?;
-  if st.phase != Phase::Open || st.is_unix {
+  let mut st = conn.st.try_borrow_mut().ok()?;
+  if st.is_unix {
     return None;
   }
+  if st.phase != Phase::Open {
+    if st.seen & getter == 0 || getter == 0 {
+      return None;
+    }
+    return if local { st.extra().and_then(|x| x.local) } else { st.remote.as_ref().map(crate::conn::Remote::get) };
+  }
+  st.seen |= getter;
   if local {
     sockopt::local_addr(st.io.as_ref()?.fd())
   } else {
@@ -471,19 +481,19 @@ fn port(c: &Ctx, a: Option<std::net::SocketAddr>) -> napi::Result<Value> {
 }
 
 fn remote_address(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  address(c, live_addr(s, false))
+  address(c, addr(s, false, SEEN_REMOTE_ADDRESS))
 }
 
 fn remote_port(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  port(c, live_addr(s, false))
+  port(c, addr(s, false, 0))
 }
 
 fn local_address(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  address(c, live_addr(s, true))
+  address(c, addr(s, true, SEEN_LOCAL_ADDRESS))
 }
 
 fn local_port(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  port(c, live_addr(s, true))
+  port(c, addr(s, true, SEEN_LOCAL_PORT))
 }
 
 /// `remoteFamily`/`localFamily`: kept after close; `undefined` on unix sockets.

@@ -58,6 +58,25 @@ export async function endClosesSynchronouslyAndPeerSeesEnd(t) {
   t.deepEqual(serverLog, ['data bye', 'end rs=1', 'close undefined rs=-1'])
 }
 
+export async function addressesReadWhileOpenStayAfterClose(t) {
+  // As in Bun and node:net (both cache what was read): logging the peer in `close` works when it
+  // was read before; remotePort forgets (Bun), and what was never read is undefined once closed.
+  const a = await pair(t)
+  const seen = { ra: a.c.remoteAddress, la: a.c.localAddress, lp: a.c.localPort, rp: a.c.remotePort }
+  t.true(seen.lp > 0 && seen.rp > 0)
+  a.c.end()
+  t.is(a.c.remoteAddress, '127.0.0.1')
+  t.is(a.c.localAddress, '127.0.0.1')
+  t.is(a.c.localPort, seen.lp)
+  t.is(a.c.remotePort, undefined)
+  const b = await pair(t)
+  void b.c.remoteAddress
+  b.c.end()
+  t.is(b.c.remoteAddress, '127.0.0.1')
+  t.is(b.c.localAddress, undefined)
+  t.is(b.c.localPort, undefined)
+}
+
 export async function closeAndDisposeAreGraceful(t) {
   const a = await pair(t)
   t.is(a.c.close(), undefined)
