@@ -41,6 +41,7 @@ pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length
   // length after it is an encoding (only strings have one). With a length it stays a bad offset
   // (Bun throws a `TODOError` there, spec Q21).
   let encoding = offset.filter(|o| js::type_of(env, *o) == T::napi_string && length.map_or(true, |l| js::is_undefined(env, l)));
+  let given = (offset, length);
   let (offset, length) = if encoding.is_some() { (None, None) } else { (offset, length) };
   // Fast path for the common case (Buffer / Uint8Array): one call tells both "is a typed
   // array" and where its bytes are.
@@ -78,7 +79,7 @@ pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length
         // `new String("...")` writes its string, as in Bun.
         let mut s = std::ptr::null_mut();
         js::check(unsafe { sys::napi_coerce_to_string(env, data, &mut s) }).map_err(|_| BadBytes::Pending)?;
-        return with_bytes(env, s, offset, length, f);
+        return with_bytes(env, s, given.0, given.1, f);
       };
       let range = slice_range(env, len, offset, length)?;
       if len == 0 || ptr.is_null() {
@@ -97,17 +98,27 @@ pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length
 /// latin1/binary, ascii, ucs2/utf16le, utf8); an encoding Node does not know means UTF-8, as in
 /// Bun.
 fn encoded<R>(env: Env, data: Value, encoding: Option<Value>, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, BadBytes> {
-  const KNOWN: [&str; 12] = ["utf8", "utf-8", "hex", "base64", "base64url", "latin1", "binary", "ascii", "ucs2", "ucs-2", "utf16le", "utf-16le"];
+  const OTHERS: [&str; 10] = ["hex", "base64", "base64url", "latin1", "binary", "ascii", "ucs2", "ucs-2", "utf16le", "utf-16le"];
   let name = encoding.and_then(|e| js::get_string(env, e)).unwrap_or_default().to_ascii_lowercase();
-  if !KNOWN.contains(&name.as_str()) {
+  if !OTHERS.contains(&name.as_str()) {
+    // UTF-8, named or not: the usual path, no Buffer made.
     return with_bytes(env, data, None, None, f);
   }
-  let buffer = js::get(env, js::global(env), "Buffer").map_err(|_| BadBytes::Pending)?;
-  let from = js::get(env, buffer, "from").map_err(|_| BadBytes::Pending)?;
+  // What the global `Buffer` gives; a replaced one that throws is reported as its throw, one that
+  // returns no bytes as a TypeError (never a silent `undefined`).
+  let failed = || {
+    if js::exception_pending(env) {
+      BadBytes::Pending
+    } else {
+      BadBytes::Arg(ArgError::type_error(format!("Buffer.from(string, \"{name}\") gave no bytes")))
+    }
+  };
+  let buffer = js::get(env, js::global(env), "Buffer").map_err(|_| failed())?;
+  let from = js::get(env, buffer, "from").map_err(|_| failed())?;
   let args = [data, js::string(env, &name)];
   let mut bytes = std::ptr::null_mut();
-  js::check(unsafe { sys::napi_call_function(env, buffer, from, 2, args.as_ptr(), &mut bytes) }).map_err(|_| BadBytes::Pending)?;
-  let (p, n) = binary_view(env, bytes).ok_or(BadBytes::Pending)?;
+  js::check(unsafe { sys::napi_call_function(env, buffer, from, 2, args.as_ptr(), &mut bytes) }).map_err(|_| failed())?;
+  let (p, n) = binary_view(env, bytes).ok_or_else(failed)?;
   // SAFETY: the live backing store of the Buffer just made, which `bytes` keeps reachable; no
   // JS runs while `f` does.
   Ok(Some(f(if p.is_null() { &[] } else { unsafe { std::slice::from_raw_parts(p, n) } })))

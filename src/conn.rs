@@ -359,16 +359,17 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &Ready) {
     Ok(st) => st.phase,
     Err(_) => return,
   };
+  if phase == Phase::Open && !reading(conn) && (ev.is_error() || (ev.is_read_closed() && reset_seen(conn))) {
+    return on_error_unread(env, conn);
+  }
   match phase {
     Phase::Connecting => crate::connect::on_connect_event(env, conn, ev),
     Phase::Open if conn.st.try_borrow().is_ok_and(|st| st.tls.is_some()) => {
-      crate::tls::on_event(env, conn, ev.is_writable(), ev.is_readable(), ev.is_read_closed() || ev.is_error());
+      // As below: a report carrying an error owes no drain (nor a flush: the peer is gone).
+      crate::tls::on_event(env, conn, ev.is_writable() && !ev.is_error(), ev.is_readable(), ev.is_read_closed() || ev.is_error());
     }
     Phase::Open => {
       let error = ev.is_error();
-      if error && !reading(conn) {
-        return on_error_unread(env, conn);
-      }
       // An error (a reset) owes no drain: the read that follows reports it and closes.
       if ev.is_writable() && !error {
         on_writable(env, conn);
@@ -381,13 +382,19 @@ pub(crate) fn on_event(env: Env, conn: &Rc<Conn>, ev: &Ready) {
   }
 }
 
-/// Whether a plain socket reads when the kernel reports something (open, not paused, and the
-/// peer's FIN not seen yet).
+/// Whether a socket reads when the kernel reports something (open, not paused, and the peer's
+/// FIN not seen yet).
 fn reading(conn: &Conn) -> bool {
   conn.st.try_borrow().is_ok_and(|st| st.phase == Phase::Open && !st.paused && !st.read_eof)
 }
 
-/// An error (the peer's reset) on a plain socket that reads nothing now: paused, or half-open
+/// Whether `send()` met a reset already (and took the socket's error with it: the report that
+/// follows then carries HUP without ERR).
+fn reset_seen(conn: &Conn) -> bool {
+  conn.st.try_borrow().is_ok_and(|st| st.extra().is_some_and(|x| x.reset.is_some()))
+}
+
+/// An error (the peer's reset) on a socket (plain or TLS) that reads nothing now: paused, or half-open
 /// after the peer's FIN (the reset then answers our own later writes). As in Bun, the socket closes
 /// at once with that error (`ECONNRESET`, or `EPIPE` after the FIN), its unread bytes dropped as a
 /// reset drops them; otherwise no read would ever see it and `close` would never run.

@@ -274,12 +274,14 @@ pub(crate) fn bigint_f64(env: Env, v: Value) -> Option<f64> {
   if type_of(env, v) != sys::ValueType::napi_bigint {
     return None;
   }
-  let (mut sign, mut count) = (0i32, 0usize);
-  // The count alone first (Node-API wants both out-pointers null for that).
-  check(unsafe { sys::napi_get_value_bigint_words(env, v, ptr::null_mut(), &mut count, ptr::null_mut()) }).ok()?;
-  let mut words = vec![0u64; count];
+  // 16 words reach past f64::MAX (2^1024): a longer BigInt is an infinity, read no further.
+  let mut words = [0u64; 16];
+  let (mut sign, mut count) = (0i32, words.len());
   check(unsafe { sys::napi_get_value_bigint_words(env, v, &mut sign, &mut count, words.as_mut_ptr()) }).ok()?;
-  let magnitude = words.iter().rev().fold(0.0, |acc, w| acc * 18_446_744_073_709_551_616.0 + *w as f64);
+  let magnitude = match words.get(..count) {
+    Some(used) => used.iter().rev().fold(0.0, |acc, w| acc * 18_446_744_073_709_551_616.0 + *w as f64),
+    None => f64::INFINITY,
+  };
   Some(if sign != 0 { -magnitude } else { magnitude })
 }
 
@@ -354,11 +356,16 @@ pub(crate) fn delete_reference(env: Env, r: sys::napi_ref) {
 
 pub(crate) use crate::calls::*;
 
-/// Clears and returns the pending exception, if any.
-pub(crate) fn take_exception(env: Env) -> Option<Value> {
+/// Whether a JS exception is pending.
+pub(crate) fn exception_pending(env: Env) -> bool {
   let mut pending = false;
   unsafe { sys::napi_is_exception_pending(env, &mut pending) };
-  if !pending {
+  pending
+}
+
+/// Clears and returns the pending exception, if any.
+pub(crate) fn take_exception(env: Env) -> Option<Value> {
+  if !exception_pending(env) {
     return None;
   }
   let mut e = ptr::null_mut();

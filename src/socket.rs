@@ -255,27 +255,27 @@ fn shutdown(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   if !read_side && crate::tls::defer_until_handshake(&s.conn(), AfterHandshake::Shutdown) {
     return c.undefined();
   }
-  let mut both_done = false;
+  if !read_side && s.conn().st.try_borrow().is_ok_and(|st| st.phase == Phase::Open && st.read_eof) {
+    // After the peer's FIN (allowHalfOpen) this ends the connection: both directions are done.
+    graceful(c.env, &s.conn());
+    return c.undefined();
+  }
   if let Ok(mut st) = s.conn().st.try_borrow_mut() {
     if let (Phase::Open, Some(fd)) = (st.phase, st.io.as_ref().map(conn::Io::fd)) {
       if read_side {
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
-      } else if st.tls.is_some() {
-        // close_notify first, and the FIN only once every taken byte is out.
-        st.write_shut = true;
-        crate::tls::shutdown_write(&mut st);
       } else {
-        // After the peer's FIN (allowHalfOpen) this ends the connection: both directions are done.
-        both_done = st.read_eof;
         st.write_shut = true;
-        // No drain after this: every later write returns -1 (Bun's plain sockets fire none).
-        st.want_drain = false;
-        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        if st.tls.is_some() {
+          // close_notify first, and the FIN only once every taken byte is out.
+          crate::tls::shutdown_write(&mut st);
+        } else {
+          // No drain after this: every later write returns -1 (Bun's plain sockets fire none).
+          st.want_drain = false;
+          unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        }
       }
     }
-  }
-  if both_done {
-    conn::close(c.env, &s.conn(), How::Graceful, None);
   }
   c.undefined()
 }

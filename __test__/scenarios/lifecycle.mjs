@@ -186,6 +186,22 @@ export async function writeAfterPeerClosedReportsEPIPE(t) {
   t.deepEqual(clientLog, ['end rs=1', 'close EPIPE rs=-1'])
 }
 
+export async function resetTakenByASecondWriteStillCloses(t) {
+  // As above, but a second write meets the reset before the reactor does (and takes the
+  // socket's error with it): the report that follows has no error bit, and the close still runs.
+  const { c, s, clientLog } = await pair(t, { clientOpts: { allowHalfOpen: true } })
+  s.end()
+  await until(() => clientLog.length === 1)
+  t.is(c.write('late'), 4)
+  const busyUntil = Date.now() + 100
+  while (Date.now() < busyUntil) {
+    // the peer's reset arrives while the reactor is not polling
+  }
+  t.is(c.write('again'), -1)
+  await until(() => clientLog.length === 2)
+  t.deepEqual(clientLog, ['end rs=1', 'close EPIPE rs=-1'])
+}
+
 export async function pausedSocketClosesOnReset(t) {
   // A reset closes a paused socket at once with ECONNRESET (Bun), unread bytes and all; a FIN
   // waits for resume() (pauseHoldsDataUntilResume).
@@ -240,6 +256,8 @@ export async function timeoutIsOneShotAndDoesNotClose(t) {
   // as in Bun: the check follows the truncation, and a BigInt counts by its value
   t.is(c.timeout(-0.5), undefined)
   t.is(c.timeout(0n), undefined)
+  t.is(c.timeout(2n ** 100000n), undefined) // read as Infinity (16 words at most), i.e. "never"
+  c.timeout(0)
   t.is(c.timeout('x'), undefined)
   t.is(c.timeout(1e10), undefined)
 }

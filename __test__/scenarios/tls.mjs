@@ -480,6 +480,73 @@ export async function resetMidHandshakeIsACloseWithECONNRESET(t) {
   t.deepEqual(cseen, ['open', 'close ECONNRESET read'])
 }
 
+export async function resetMidHandshakeWithoutHandshakeHandlerClosesWithoutOpen(t) {
+  // Without a `handshake` handler `open` waits for the handshake; a reset before it ends gives
+  // close(ECONNRESET) alone, on both sides, as Bun 1.4.5 does (probed).
+  const net = await import('node:net')
+  const seen = []
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: serverTls(),
+    socket: { open: () => seen.push('open'), data() {}, close: (s, e) => seen.push(`close ${e?.code}`) },
+  })
+  t.teardown(() => l.stop(true))
+  const raw = net.connect(l.port, '127.0.0.1', () => {
+    raw.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))
+    setTimeout(() => raw.resetAndDestroy(), 20)
+  })
+  raw.on('error', () => {})
+  await until(() => seen.length > 0)
+  await new Promise((r) => setTimeout(r, 50))
+  t.deepEqual(seen, ['close ECONNRESET'])
+}
+
+export async function halfOpenTlsClosesOnceBothSidesShutDown(t) {
+  // allowHalfOpen on both sides: the client's shutdown() gives the server `end`; the server's own
+  // shutdown() then ends the connection for both (it stayed open before).
+  const log = []
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    allowHalfOpen: true,
+    tls: serverTls(),
+    socket: { handshake() {}, data() {}, end: (s) => { log.push('S end'); s.shutdown() }, close: (s, e) => log.push(`S close ${e?.code}`) },
+  })
+  t.teardown(() => l.stop(true))
+  const c = await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    allowHalfOpen: true,
+    tls: { ca: pem('ca.pem'), serverName: 'localhost' },
+    socket: { handshake: (s) => s.shutdown(), data() {}, end: () => log.push('C end'), close: (s, e) => log.push(`C close ${e?.code}`) },
+  })
+  await until(() => log.includes('S close undefined') && log.includes('C close undefined'))
+  t.deepEqual(log.filter((e) => e.startsWith('S')), ['S end', 'S close undefined'])
+  t.deepEqual(log.filter((e) => e.startsWith('C')), ['C end', 'C close undefined'])
+  t.is(c.readyState, -1)
+}
+
+export async function pausedTlsSocketClosesOnReset(t) {
+  // As for plain sockets: a reset reaching a paused TLS socket closes it with ECONNRESET at once.
+  const opened = deferred()
+  const closed = deferred()
+  const l = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    tls: serverTls(),
+    socket: { handshake: (s) => opened.resolve(s), data() {}, close: (s, e) => closed.resolve(e?.code) },
+  })
+  t.teardown(() => l.stop(true))
+  const c = await connect({ hostname: '127.0.0.1', port: l.port, tls: { ca: pem('ca.pem'), serverName: 'localhost' }, socket: { handshake() {}, data() {} } })
+  const s = await opened.promise
+  s.pause()
+  c.write('unread')
+  await new Promise((r) => setTimeout(r, 50))
+  c.terminate()
+  t.is(await closed.promise, 'ECONNRESET')
+}
+
 export async function resumeDeliversWhatTheSessionHeldWhilePaused(t) {
   // Found by the stress suite (CI): a reader that pauses in `data` while the session still holds
   // plaintext (or ciphertext not yet decrypted) and the kernel has nothing more to say got no

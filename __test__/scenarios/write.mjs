@@ -45,6 +45,7 @@ export async function everyInputKind(t) {
     [() => c.write('é', 'bogus'), 2, [0xc3, 0xa9]],
     [() => c.write(u8.subarray(0, 2), 'hex'), 2, [1, 2]],
     [() => c.write(new String('ab')), 2, [0x61, 0x62]],
+    [() => c.write(new String('ff'), 'hex'), 1, [0xff]],
   ]
   const expected = []
   let total = 0
