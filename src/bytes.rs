@@ -251,8 +251,10 @@ fn slice_range(env: Env, total: usize, offset: Option<Value>, length: Option<Val
 fn integer_arg(env: Env, v: Option<Value>, name: &str) -> Result<Option<f64>, BadBytes> {
   let Some(v) = v.filter(|v| !js::is_undefined(env, *v)) else { return Ok(None) };
   let n = (js::type_of(env, v) == sys::ValueType::napi_number).then(|| js::get_f64(env, v)).flatten();
+  // JSC's "any int" (Bun's check): an integral double in [-2^51, 2^51), and not -0.
+  const INT52: f64 = 2_251_799_813_685_248.0;
   match n {
-    Some(n) if n.is_finite() && n.fract() == 0.0 => Ok(Some(n)),
+    Some(n) if n.fract() == 0.0 && (-INT52..INT52).contains(&n) && !(n == 0.0 && n.is_sign_negative()) => Ok(Some(n)),
     _ => Err(BadBytes::Arg(ArgError::type_error(format!("Expected {name} to be a integer for 'Socket.write'.")))),
   }
 }

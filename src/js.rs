@@ -225,6 +225,13 @@ pub(crate) fn set(env: Env, obj: Value, key: &'static str, value: Value) -> JsRe
   check(unsafe { sys::napi_set_property(env, obj, k, value) })
 }
 
+/// Whether `obj` has an own property `key`.
+pub(crate) fn has_own(env: Env, obj: Value, key: &'static str) -> bool {
+  let mut yes = false;
+  let st = unsafe { sys::napi_has_own_property(env, obj, self::key(env, key), &mut yes) };
+  st == sys::Status::napi_ok && yes
+}
+
 /// Defines a non-enumerable, writable, configurable data property.
 pub(crate) fn define_hidden(env: Env, obj: Value, key: &str, value: Value) -> JsResult<()> {
   let k = string(env, key);

@@ -318,6 +318,10 @@ fn stop(l: &ListenerHandle, c: &Ctx) -> Result<sys::napi_value> {
     let token = core.token.get();
     reactor::with(|r| r.remove(token));
     core.sync_ref();
+    // A stopped listener's `data` reads `undefined` (Bun 1.4.5; a later assignment still sticks).
+    if js::has_own(c.env, c.this, "data") {
+      let _ = js::set(c.env, c.this, "data", js::undefined(c.env));
+    }
   }
   if conns {
     for conn in reactor::with(|r| r.conns_of(core)).unwrap_or_default() {

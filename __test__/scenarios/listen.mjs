@@ -18,7 +18,11 @@ export async function tcpListenerShape(t) {
   t.is(typeof l[Symbol.dispose], 'function')
   const port = l.port
   t.is(l.stop(), undefined)
+  t.is(l.data, undefined) // Bun 1.4.5: a stopped listener's data reads undefined...
+  l.data = 3
+  t.is(l.data, 3) // ...and a later assignment sticks
   t.is(l.stop(), undefined)
+  t.is(l.data, 3)
   t.is(l.port, port)
   t.is(l.hostname, '127.0.0.1')
   await t.throwsAsync(connect({ hostname: '127.0.0.1', port, socket: noop }), { code: 'ECONNREFUSED' })

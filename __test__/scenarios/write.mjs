@@ -87,6 +87,12 @@ export async function invalidArgumentsThrowAndSendNothing(t) {
   t.throws(() => c.write(u8, NaN, 2), integer)
   t.throws(() => c.write(u8, '1', 2), integer)
   t.throws(() => c.write('6162', 'hex', 1), integer)
+  // Bun's integer test (JSC's int52): -0 and integers from 2^51 on are not integers
+  t.throws(() => c.write(u8, -0, 2), integer)
+  t.throws(() => c.write(u8, 2 ** 51, 1), integer)
+  t.throws(() => c.write(u8, 2 ** 53, 1), integer)
+  t.throws(() => c.write(u8, 0, -0), { ...integer, message: "Expected byteLength to be a integer for 'Socket.write'." })
+  t.throws(() => c.write(u8, 2 ** 31, 1), range('byteOffset', 8, 2147483648))
   // end() with bad data throws and does not end the socket
   t.throws(() => c.end(123), type('Received type number (123)'))
   t.is(c.readyState, 1)
