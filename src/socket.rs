@@ -429,7 +429,9 @@ fn set_keep_alive(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
       return Err(ArgError::type_error(msg).throw(c.env));
     }
   };
-  c.boolean(with_fd(s, |fd, unix| unix || sockopt::set_keepalive(fd, on, delay_ms)))
+  // Unix sockets: Bun's answer, `false` only when a delay of a second or more asks for the TCP
+  // idle time, which they do not have.
+  c.boolean(with_fd(s, |fd, unix| if unix { !(on && delay_ms >= 1000.0) } else { sockopt::set_keepalive(fd, on, delay_ms) }))
 }
 
 /// `1` while open, `-1` once closed (spec §4.1), or ended while its TLS handshake still runs.
