@@ -291,9 +291,10 @@ impl Handlers {
     let mut found: [Value; COUNT] = [std::ptr::null_mut(); COUNT];
     for (i, (event, key, internal)) in KEYS.into_iter().enumerate() {
       let v = read(i, key)?;
-      // Falsy values count as absent; the type first, which settles functions and `undefined`.
+      // `undefined` and `null` count as absent; any other non-function (`false` and `0` too) is
+      // refused, as in Bun.
       let t = js::type_of(env, v);
-      if t == T::napi_undefined || (t != T::napi_function && !js::truthy(env, v)) {
+      if matches!(t, T::napi_undefined | T::napi_null) {
         continue;
       }
       if t != T::napi_function {
@@ -404,10 +405,11 @@ fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>>
   if js::type_of(env, v) != sys::ValueType::napi_string {
     return Err(Some(ArgError::type_error("SocketHandler.binaryType must be a string")));
   }
+  // Bun also takes the class names.
   match js::get_string(env, v).as_deref() {
-    Some("buffer") => Ok(BinaryType::Buffer),
-    Some("arraybuffer") => Ok(BinaryType::ArrayBuffer),
-    Some("uint8array") => Ok(BinaryType::Uint8Array),
+    Some("buffer" | "Buffer") => Ok(BinaryType::Buffer),
+    Some("arraybuffer" | "ArrayBuffer") => Ok(BinaryType::ArrayBuffer),
+    Some("uint8array" | "Uint8Array") => Ok(BinaryType::Uint8Array),
     _ => Err(Some(ArgError::type_error("SocketHandler.binaryType must be \"arraybuffer\", \"buffer\", or \"uint8array\""))),
   }
 }

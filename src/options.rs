@@ -218,7 +218,8 @@ pub(crate) fn js_number(n: f64) -> String {
 
 fn parse_bool(env: Env, options: Value, key: &'static str, pre: Preread) -> Result<bool, Invalid> {
   let v = pre.option(env, options, key)?;
-  if absent(env, v) {
+  // Only `undefined` is absent: `null` is not a boolean (Bun).
+  if js::is_undefined(env, v) {
     return Ok(false);
   }
   js::get_bool(env, v)
@@ -233,20 +234,41 @@ pub(crate) fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
     T::napi_boolean => Ok(if js::get_bool(env, v).unwrap_or(false) { Tls::On(Box::default()) } else { Tls::Off }),
     T::napi_object => {
       validate_tls_fields(env, v)?;
-      let mut keys = std::ptr::null_mut();
-      let mut len = 0u32;
-      unsafe {
-        if sys::napi_get_property_names(env, v, &mut keys) != sys::Status::napi_ok || sys::napi_get_array_length(env, keys, &mut len) != sys::Status::napi_ok {
-          return Err(Invalid::Pending);
-        }
-      }
-      if len == 0 {
+      if !tls_requested(env, v)? {
         return Ok(Tls::Off);
       }
       Ok(Tls::On(Box::new(read_tls_options(env, v)?)))
     }
     _ => Err(ArgError::type_error("TLSOptions must be an object").into()),
   }
+}
+
+/// Whether a `TLSOptions` object asks for TLS at all: Bun 1.4.5 (probed) goes plain when no field
+/// it knows differs from its default, so `{}`, `{ ca: undefined }`, `{ ca: [] }`,
+/// `{ requestCert: false }`, `{ secureOptions: 0 }` or unknown keys alone are plain TCP, while any
+/// `rejectUnauthorized`, `serverName`/`servername`, `ciphers`, `passphrase` or `ALPNProtocols`
+/// value (even `""` or the default `true`) is TLS.
+fn tls_requested(env: Env, tls: Value) -> Result<bool, Invalid> {
+  use sys::ValueType as T;
+  for key in ["key", "cert", "ca", "crl"] {
+    let v = get(env, tls, key)?;
+    let empty = absent(env, v) || (is_array(env, v) && array_items(env, v)?.is_empty());
+    if !empty {
+      return Ok(true);
+    }
+  }
+  for key in ["rejectUnauthorized", "serverName", "servername", "ciphers", "passphrase", "ALPNProtocols"] {
+    if !absent(env, get(env, tls, key)?) {
+      return Ok(true);
+    }
+  }
+  for key in ["requestCert", "lowMemoryMode", "secureOptions"] {
+    let v = get(env, tls, key)?;
+    if !absent(env, v) && (js::type_of(env, v) != T::napi_boolean || js::truthy(env, v)) && js::get_f64(env, v) != Some(0.0) {
+      return Ok(true);
+    }
+  }
+  Ok(false)
 }
 
 /// Type checks of the `TLSOptions` fields Bun checks synchronously, with Bun's messages.

@@ -38,6 +38,10 @@ export function handlerValidation(t) {
     })
     t.throws(() => fn({ ...base, socket: { data() {}, binaryType: 'nodebuffer' } }), { ...TE })
     t.throws(() => fn({ ...base, socket: { data() {}, binaryType: 1 } }), { ...TE, message: 'SocketHandler.binaryType must be a string' })
+    // Only undefined and null count as absent: false and 0 are not functions (Bun)
+    t.throws(() => fn({ ...base, socket: { data() {}, open: false } }), { ...TE, message: 'Expected "onOpen" callback to be a function' })
+    t.throws(() => fn({ ...base, socket: { drain() {}, data: 0 } }), { ...TE, message: 'Expected "onData" callback to be a function' })
+    t.throws(() => fn({ ...base, socket: { data: false } }), { ...TE, message: 'Expected "onData" callback to be a function' })
   }
 }
 
@@ -79,6 +83,8 @@ export function targetValidation(t) {
     })
     for (const key of ['allowHalfOpen', 'exclusive', 'ipv6Only']) {
       t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, [key]: 'yes' }), { ...TE, message: `SocketOptions.${key} must be a boolean` })
+      // null is not a boolean either (Bun); only undefined means "not given"
+      t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, [key]: null }), { ...TE, message: `SocketOptions.${key} must be a boolean` })
     }
   }
 }
@@ -98,6 +104,22 @@ export async function acceptedCoercions(t) {
     const l2 = listen({ hostname: '127.0.0.1', port: 0, tls, socket: { data() {} } })
     l2.stop()
   }
+  // A TLSOptions object whose known fields are all absent or at their defaults means plain TCP
+  // (Bun 1.4.5): the plain echo below answers only a plain client.
+  const echo = listen({ hostname: '127.0.0.1', port: 0, socket: { data: (s, d) => s.write(d) } })
+  t.teardown(() => echo.stop(true))
+  for (const tls of [{ ca: undefined }, { ca: [] }, { requestCert: false }, { secureOptions: 0 }, { lowMemoryMode: false }, { x: 1 }]) {
+    const got = []
+    const c = await connect({ hostname: '127.0.0.1', port: echo.port, tls, socket: { data: (s, d) => got.push(String(d)) } })
+    t.is(c.getTLSVersion(), null, JSON.stringify(tls))
+    c.write('plain')
+    await new Promise((r) => setTimeout(r, 30))
+    t.deepEqual(got, ['plain'], JSON.stringify(tls))
+    c.end()
+  }
+  // binaryType also takes the class names (Bun)
+  const typed = await connect({ hostname: '127.0.0.1', port: echo.port, socket: { binaryType: 'ArrayBuffer', data() {} } })
+  typed.end()
   // `hostname: 1` is stringified ("1" = 0.0.0.1 to getaddrinfo); where a connect to it lands
   // depends on the host's network, so only the listen side is pinned.
   t.throws(() => listen({ hostname: 1, port: 0, socket: { data() {} } }), { code: 'EADDRNOTAVAIL' })
