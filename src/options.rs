@@ -124,29 +124,42 @@ fn absent(env: Env, v: Value) -> bool {
   matches!(js::type_of(env, v), sys::ValueType::napi_undefined | sys::ValueType::napi_null)
 }
 
+/// JS truthiness, with the common cases settled by the type alone (one Node-API call).
+fn given(env: Env, v: Value) -> bool {
+  use sys::ValueType as T;
+  match js::type_of(env, v) {
+    T::napi_undefined | T::napi_null => false,
+    T::napi_string => {
+      let mut len = 0usize;
+      unsafe { sys::napi_get_value_string_utf8(env, v, std::ptr::null_mut(), 0, &mut len) };
+      len > 0
+    }
+    T::napi_object | T::napi_function | T::napi_symbol | T::napi_external => true,
+    _ => js::truthy(env, v),
+  }
+}
+
 fn parse_target(env: Env, options: Value, pre: Preread) -> Result<Target, Invalid> {
   let either = || ArgError::type_error("Expected either \"hostname\" or \"unix\"");
+  // As Bun 1.4.5 takes them: a falsy `unix` or `hostname` (`""`, `0`, `false`, `null`, `NaN`)
+  // counts as not given; a truthy `hostname` is stringified and must not come out empty.
   let unix = pre.option(env, options, "unix")?;
-  if !absent(env, unix) {
+  if given(env, unix) {
     if js::type_of(env, unix) != sys::ValueType::napi_string {
       return Err(ArgError::type_error("SocketOptions.unix must be a string").into());
     }
-    let path = js::get_string(env, unix).unwrap_or_default();
-    if path.is_empty() {
-      return Err(either().into());
-    }
-    return Ok(Target::Unix(path));
+    return Ok(Target::Unix(js::get_string(env, unix).unwrap_or_default()));
   }
   let mut hostname = pre.option(env, options, "hostname")?;
-  if absent(env, hostname) {
+  if !given(env, hostname) {
     hostname = pre.option(env, options, "host")?;
   }
-  if absent(env, hostname) {
+  if !given(env, hostname) {
     return Err(either().into());
   }
   let host = js::to_string(env, hostname).ok_or(Invalid::Pending)?;
   if host.is_empty() {
-    return Err(either().into());
+    return Err(ArgError::type_error("Expected a non-empty \"hostname\"").into());
   }
   let port = pre.option(env, options, "port")?;
   if absent(env, port) {
@@ -232,7 +245,9 @@ pub(crate) fn parse_tls(env: Env, v: Value) -> Result<Tls, Invalid> {
   match js::type_of(env, v) {
     T::napi_undefined | T::napi_null => Ok(Tls::Off),
     T::napi_boolean => Ok(if js::get_bool(env, v).unwrap_or(false) { Tls::On(Box::default()) } else { Tls::Off }),
-    T::napi_object => {
+    // Bun: an array is not an options object, a function is (and without fields asks for nothing).
+    T::napi_object if is_array(env, v) => Err(ArgError::type_error("TLSOptions must be an object").into()),
+    T::napi_object | T::napi_function => {
       validate_tls_fields(env, v)?;
       if !tls_requested(env, v)? {
         return Ok(Tls::Off);

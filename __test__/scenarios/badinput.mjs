@@ -48,8 +48,12 @@ export function handlerValidation(t) {
 export function targetValidation(t) {
   const socket = { data() {} }
   for (const [, fn] of both) {
-    for (const o of [{}, { hostname: '' }, { hostname: null }, { unix: '' }]) {
+    // falsy values count as not given (Bun), a truthy hostname must not stringify to ""
+    for (const o of [{}, { hostname: '' }, { hostname: null }, { unix: '' }, { hostname: 0 }, { hostname: false }, { hostname: NaN }, { unix: 0 }, { unix: false }]) {
       t.throws(() => fn({ socket, ...o }), { ...TE, message: 'Expected either "hostname" or "unix"' })
+    }
+    for (const hostname of [[], [''], { toString: () => '' }]) {
+      t.throws(() => fn({ socket, hostname, port: 0 }), { ...TE, message: 'Expected a non-empty "hostname"' })
     }
     t.throws(() => fn({ socket, unix: 1 }), { ...TE, message: 'SocketOptions.unix must be a string' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1' }), { ...TE, message: 'Missing "port"' })
@@ -68,6 +72,7 @@ export function targetValidation(t) {
     }
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: 'x' }), { ...TE, message: 'TLSOptions must be an object' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: 1 }), { ...TE, message: 'TLSOptions must be an object' })
+    t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: [] }), { ...TE, message: 'TLSOptions must be an object' })
     t.throws(() => fn({ socket, hostname: '127.0.0.1', port: 0, tls: { ALPNProtocols: ['h2'] } }), {
       ...TE,
       message: 'TLSOptions.ALPNProtocols must be of type string, ArrayBuffer, or null',
@@ -116,6 +121,12 @@ export async function acceptedCoercions(t) {
     await new Promise((r) => setTimeout(r, 30))
     t.deepEqual(got, ['plain'], JSON.stringify(tls))
     c.end()
+  }
+  // a falsy unix beside a hostname is not given: the hostname is used (Bun)
+  for (const unix of ['', 0, false]) {
+    const l3 = listen({ unix, hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    t.true(l3.port > 0)
+    l3.stop()
   }
   // binaryType also takes the class names (Bun)
   const typed = await connect({ hostname: '127.0.0.1', port: echo.port, socket: { binaryType: 'ArrayBuffer', data() {} } })
