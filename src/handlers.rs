@@ -281,7 +281,9 @@ impl Handlers {
   /// when `pre` holds them (see `options::Preread`).
   pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>) -> Result<Rc<Handlers>, Option<ArgError>> {
     use sys::ValueType as T;
-    if !matches!(js::type_of(env, obj), T::napi_object | T::napi_function) {
+    let mut array = false;
+    unsafe { sys::napi_is_array(env, obj, &mut array) };
+    if !matches!(js::type_of(env, obj), T::napi_object | T::napi_function) || array {
       return Err(Some(ArgError::type_error("SocketHandler must be an object")));
     }
     let read = |i: usize, key: &'static str| match pre {

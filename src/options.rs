@@ -105,6 +105,9 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
       return Err(ArgError::type_error(msg).into());
     }
   };
+  if is_array(env, options) {
+    return Err(ArgError::type_error("SocketOptions must be an object").into());
+  }
   let socket = pre.option(env, options, "socket")?;
   if js::is_undefined(env, socket) {
     return Err(ArgError::type_error("SocketOptions.socket is required").into());

@@ -25,6 +25,8 @@ export function handlerValidation(t) {
     t.throws(() => fn({ ...base }), { ...TE, message: 'SocketOptions.socket is required' })
     t.throws(() => fn({ ...base, socket: null }), { ...TE, message: 'SocketHandler must be an object' })
     t.throws(() => fn({ ...base, socket: 1 }), { ...TE, message: 'SocketHandler must be an object' })
+    t.throws(() => fn({ ...base, socket: [] }), { ...TE, message: 'SocketHandler must be an object' })
+    t.throws(() => fn(Object.assign([], { ...base, socket: { data() {} } })), { ...TE, message: 'SocketOptions must be an object' })
     t.throws(() => fn({ ...base, socket: {} }), { ...TE, message: 'Expected at least "data" or "drain" callback' })
     t.throws(() => fn({ ...base, socket: { open() {} } }), { ...TE, message: 'Expected at least "data" or "drain" callback' })
     t.throws(() => fn({ ...base, socket: { data: 1 } }), { ...TE, message: 'Expected "onData" callback to be a function' })
