@@ -13,11 +13,13 @@
 //!   (`reactor/wakeup`: one wake-up's rounds, budgets and the in-callback wait); `slab`:
 //!   its token-addressed table of registered fds; `poller`: where fds are registered (libuv's
 //!   epoll set directly, or a nested set) and how a wake-up's events are found
-//! - `conn`: one connection's state machine and event rules; `close`: closing it; `conn_parts`:
-//!   its rarely used fields and peer address, laid out small
+//! - `conn`: one connection's state; `ready`: its readiness turned into handler calls (reads,
+//!   FIN, resets); `close`: closing it; `conn_parts`: its rarely used fields and peer address,
+//!   laid out small
 //! - `connect`: resolution, connect attempts, promise settling
 //! - `listener`: `listen()` and the `SocketListener` class
-//! - `socket` / `socket_tls`: the `Socket` class (plain members / TLS members)
+//! - `socket` / `socket_tls` / `socket_addr`: the `Socket` class (plain members / TLS members /
+//!   address getters)
 //! - `timeout`: the one-shot `socket.timeout()` deadlines
 //! - `linger`: the background flush of an `end(data)` the kernel took only part of
 //! - `readbuf`: the memory `data` chunks are read into and handed to JS from; `batch`: a wake-up
@@ -55,8 +57,10 @@ mod options;
 mod poller;
 mod reactor;
 mod readbuf;
+mod ready;
 mod slab;
 mod socket;
+mod socket_addr;
 mod socket_tls;
 mod sockopt;
 mod timeout;

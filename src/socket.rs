@@ -11,12 +11,13 @@ use napi::sys;
 use crate::bytes::with_bytes;
 use crate::class::{self, Class, Ctx, Method};
 use crate::conn::{self, Conn, How, Phase};
-use crate::conn_parts::{AfterHandshake, SEEN_LOCAL_ADDRESS, SEEN_LOCAL_PORT, SEEN_REMOTE_ADDRESS};
+use crate::conn_parts::AfterHandshake;
 use crate::error::{pending, ArgError};
 use crate::handlers::{self, HandlerRef};
 use crate::js::{self, Value};
 use crate::options::js_number;
 use crate::reactor;
+use crate::socket_addr::{family, local_address, local_port, remote_address, remote_port};
 use crate::sockopt;
 
 /// The native side of a JS `Socket`: a handle on the connection.
@@ -449,61 +450,6 @@ fn bytes_written(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
 fn fd(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
   let fd = s.conn().st.try_borrow().ok().and_then(|st| st.io.as_ref().map(conn::Io::fd)).unwrap_or(-1);
   c.number(f64::from(fd))
-}
-
-/// The peer's (or with `local`, this side's) address for the getter `getter` (a `SEEN_*` bit, 0
-/// for `remotePort`). Open TCP sockets answer and record the read; once closed, only the getters
-/// read while open still answer (Bun and `node:net` cache what was read; `remotePort` forgets).
-fn addr(s: &SocketHandle, local: bool, getter: u8) -> Option<std::net::SocketAddr> {
-  let conn = s.conn();
-  let mut st = conn.st.try_borrow_mut().ok()?;
-  if st.is_unix {
-    return None;
-  }
-  if st.phase != Phase::Open {
-    if st.seen & getter == 0 || getter == 0 {
-      return None;
-    }
-    return if local { st.extra().and_then(|x| x.local) } else { st.remote.as_ref().map(crate::conn::Remote::get) };
-  }
-  st.seen |= getter;
-  if local {
-    sockopt::local_addr(st.io.as_ref()?.fd())
-  } else {
-    st.remote.as_ref().map(crate::conn::Remote::get)
-  }
-}
-
-fn address(c: &Ctx, a: Option<std::net::SocketAddr>) -> napi::Result<Value> {
-  a.map_or_else(|| c.undefined(), |a| c.string(&a.ip().to_string()))
-}
-
-fn port(c: &Ctx, a: Option<std::net::SocketAddr>) -> napi::Result<Value> {
-  a.map_or_else(|| c.undefined(), |a| c.number(f64::from(a.port())))
-}
-
-fn remote_address(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  address(c, addr(s, false, SEEN_REMOTE_ADDRESS))
-}
-
-fn remote_port(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  port(c, addr(s, false, 0))
-}
-
-fn local_address(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  address(c, addr(s, true, SEEN_LOCAL_ADDRESS))
-}
-
-fn local_port(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  port(c, addr(s, true, SEEN_LOCAL_PORT))
-}
-
-/// `remoteFamily`/`localFamily`: kept after close; `undefined` on unix sockets.
-fn family(s: &SocketHandle, c: &Ctx) -> napi::Result<Value> {
-  match s.conn().st.try_borrow() {
-    Ok(st) if !st.is_unix => c.string(if st.is_v6 { "IPv6" } else { "IPv4" }),
-    _ => c.undefined(),
-  }
 }
 
 /// The listener that accepted this socket (`undefined` for clients and once closed).
