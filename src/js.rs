@@ -220,6 +220,13 @@ pub(crate) fn get(env: Env, obj: Value, key: &'static str) -> JsResult<Value> {
   Ok(v)
 }
 
+/// `arr[i]` (`None` if the read throws).
+pub(crate) fn element(env: Env, arr: Value, i: u32) -> Option<Value> {
+  let mut v = ptr::null_mut();
+  check(unsafe { sys::napi_get_element(env, arr, i, &mut v) }).ok()?;
+  Some(v)
+}
+
 pub(crate) fn set(env: Env, obj: Value, key: &'static str, value: Value) -> JsResult<()> {
   let k = self::key(env, key);
   check(unsafe { sys::napi_set_property(env, obj, k, value) })
