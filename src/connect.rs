@@ -18,8 +18,9 @@ use crate::js::{self, Called, Env, Value};
 use crate::options::{self, Entry as OptEntry, Preread, Target, Tls};
 use crate::reactor::{self, Entry};
 
-/// Arguments of a fast-path call: the options, then the values of `OPTION_KEYS` and `HANDLER_KEYS`.
-const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
+/// Arguments of a fast-path call: the options, then the values of `OPTION_KEYS` and
+/// `HANDLER_KEYS`, then the handler array and mask (see `Handlers::from_js_with`).
+const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() + 2;
 
 /// The JS `connect(options)` of this environment. An options object whose `socket` is an object
 /// has its options and handlers read by property loads in JS, in the order of `OPTION_KEYS` and
@@ -29,6 +30,12 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len();
 /// `hostname` is set, `hostname` when `unix` is), a second time for a `socket` that is not an
 /// object (the native path reads it again), or before `hostname`'s `toString` / `port`'s
 /// `valueOf` rather than between reads.
+///
+/// The JS also checks the handler values' types (a function, `undefined` or `null` each; anything
+/// else leaves the checks and their messages to the native side) and, when they pass, puts the
+/// functions in an array by `Event` with a mask of those given: the set is then one array (see
+/// `Handlers::from_js_with`). When every value is the one the previous call read, it passes the
+/// previous array again, so connections made with one handler object share one set.
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   // Locals in read order: `a<i>` the options, `h<i>` the handlers.
   let opts: Vec<String> =
@@ -36,15 +43,26 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let hs: Vec<String> = HANDLER_KEYS.iter().enumerate().map(|(i, k)| format!("h{i} = s.{k}")).collect();
   let args: Vec<String> = (0..options::OPTION_KEYS.len()).map(|i| format!("a{i}")).chain((0..HANDLER_KEYS.len()).map(|i| format!("h{i}"))).collect();
   let ce = HANDLER_KEYS.iter().position(|k| *k == "connectError").unwrap_or(0);
+  let n = HANDLER_KEYS.len() - 1; // the functions; the last key is `binaryType`
+  let types: Vec<String> = (0..n).map(|i| format!("if (typeof h{i} === 'function') m |= {}; else if (h{i} != null) ok = false;", 1 << i)).collect();
+  let same: Vec<String> = (0..n).map(|i| format!("last[{i}] === h{i}")).collect();
+  let fns: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
   // With a `connectError` handler the promise counts as handled (its rejection goes unreported),
   // as in Bun: marked here with a `catch` on the JS side, which the native path does itself.
   let src = format!(
-    "(native => {{ const noop = () => {{}}; return function connect(o) {{ if (typeof o !== 'object' || o === null) return native(o); const s = o.socket; \
-     if (typeof s !== 'object' || s === null) return native(o); const {}, {}; const p = native(o, {}); \
-     if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
-    opts.join(", "),
-    hs.join(", "),
-    args.join(", ")
+    "(native => {{ const noop = () => {{}}; let last, lastBinary; return function connect(o) {{ \
+     if (typeof o !== 'object' || o === null || Array.isArray(o)) return native(o); const s = o.socket; \
+     if (typeof s !== 'object' || s === null || Array.isArray(s)) return native(o); const {opts}, {hs}; \
+     let m = 0, ok = true, a; {types} if (ok) {{ m |= {checked}; \
+     if (last !== undefined && lastBinary === h{n} && {same}) a = last; else {{ a = last = [{fns}]; lastBinary = h{n} }} }} \
+     const p = native(o, {args}, a, m); if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
+    opts = opts.join(", "),
+    hs = hs.join(", "),
+    checked = crate::handlers::CHECKED,
+    types = types.join(" "),
+    same = same.join(" && "),
+    fns = fns.join(", "),
+    args = args.join(", "),
   );
   let pending = |_| crate::error::pending();
   let native = js::native_function(env, "connect", connect_cb).map_err(pending)?;

@@ -30,8 +30,11 @@ pub(crate) enum Event {
 }
 
 const COUNT: usize = 9;
-/// Sets per registry chunk (a chunk is one JS array of `CHUNK_SETS * COUNT` slots, 9 KiB).
-const CHUNK_SETS: u32 = 128;
+/// Sets per registry chunk (a chunk is one JS array of `CHUNK_SETS` slots, 8 KiB).
+const CHUNK_SETS: u32 = 1024;
+/// The mask bit by which `connect()`'s JS says it checked the objects and the handler types and
+/// made the handler array (see [`Handlers::from_js_with`]).
+pub(crate) const CHECKED: u32 = 1 << 16;
 
 /// (event, key in `SocketHandler`, Bun's internal name used in its error messages), in the order
 /// Bun validates them.
@@ -67,15 +70,17 @@ pub(crate) enum BinaryType {
   Uint8Array,
 }
 
-/// A handler set. The functions themselves live in JS arrays per environment (the registry,
-/// [`REG`]): fixed-size chunks of `CHUNK_SETS` sets, set `base` owning `COUNT` consecutive slots.
-/// A set therefore costs one small allocation here and `COUNT` array slots in the JS heap,
-/// instead of one Node-API reference (a malloc'd record and a global handle) per function:
-/// sockets connected with handler objects of their own (`connect({ socket: { data() {} } })`
-/// makes new closures every call) stay small. Chunks are allocated at full size once (no growth
-/// copies of one ever larger array) and never freed; their slots are reused.
+/// A handler set. The functions live in a JS array of `COUNT` (by [`Event`]), kept in a slot of
+/// the per-environment registry (JS arrays, [`REG`]): fixed-size chunks of `CHUNK_SETS` slots,
+/// set `base` owning slot `base`. A set therefore costs one small allocation here and a small
+/// array in the JS heap, instead of one Node-API reference (a malloc'd record and a global
+/// handle) per function: sockets connected with handler objects of their own
+/// (`connect({ socket: { data() {} } })` makes new closures every call) stay small, and
+/// `connect()`'s JS makes the array itself (one store here instead of one per function, and one
+/// to release it). Chunks are allocated at full size once (no growth copies of one ever larger
+/// array) and never freed; their slots are reused.
 pub(crate) struct Handlers {
-  /// Index of this set's slots in the registry; `u32::MAX` for the empty set.
+  /// Index of this set's slot in the registry; `u32::MAX` for the empty set.
   base: u32,
   /// Bit `e` set when handler `e` was given.
   mask: u16,
@@ -165,10 +170,10 @@ struct Registry {
   dir: sys::napi_ref,
   /// Bases free for reuse (their slots already cleared).
   free: Vec<u32>,
-  /// Bases of dropped sets whose slots still hold functions: cleared by [`sweep`], which runs
+  /// Bases of dropped sets whose slots still hold their arrays: cleared by [`sweep`], which runs
   /// where a handle scope is open (a set can be dropped from anywhere, e.g. a GC finalizer, and
   /// clearing creates handles).
-  dropped: Vec<(u32, u16)>,
+  dropped: Vec<u32>,
   next: u32,
 }
 
@@ -201,14 +206,11 @@ pub(crate) fn sweep(env: Env) {
       return;
     }
     let undef = js::undefined(env);
-    while let Some(&(base, mask)) = reg.dropped.last() {
-      let Some((arr, first)) = reg.locate(env, base) else { return };
-      for e in 0..COUNT {
-        let i = first + e as u32;
-        // Fails while an exception is pending (a method that threw): left for the next sweep.
-        if mask & (1 << e) != 0 && unsafe { sys::napi_set_element(env, arr, i, undef) } != sys::Status::napi_ok {
-          return;
-        }
+    while let Some(&base) = reg.dropped.last() {
+      let Some((chunk, i)) = reg.locate(env, base) else { return };
+      // Fails while an exception is pending (a method that threw): left for the next sweep.
+      if unsafe { sys::napi_set_element(env, chunk, i, undef) } != sys::Status::napi_ok {
+        return;
       }
       reg.dropped.pop();
       reg.free.push(base);
@@ -223,10 +225,10 @@ pub(crate) fn directory(env: Env) -> Option<Value> {
 }
 
 impl Registry {
-  /// The chunk array holding set `base` and the index of its first slot there.
+  /// The chunk array holding set `base` and the index of its slot there.
   fn locate(&self, env: Env, base: u32) -> Option<(Value, u32)> {
     let chunk = *self.chunks.get((base / CHUNK_SETS) as usize)?;
-    Some((js::deref(env, chunk).ok()?, (base % CHUNK_SETS) * COUNT as u32))
+    Some((js::deref(env, chunk).ok()?, base % CHUNK_SETS))
   }
 }
 
@@ -250,7 +252,7 @@ fn allocate(env: Env) -> Option<(u32, Value, u32)> {
       None => {
         if reg.next / CHUNK_SETS == reg.chunks.len() as u32 {
           // Full size at once, filled with `undefined`: exact capacity, packed fast elements.
-          let src = js::string(env, &format!("new Array({}).fill(undefined)", CHUNK_SETS as usize * COUNT));
+          let src = js::string(env, &format!("new Array({}).fill(undefined)", CHUNK_SETS));
           let mut chunk = std::ptr::null_mut();
           js::check(unsafe { sys::napi_run_script(env, src, &mut chunk) }).ok()?;
           let dir = js::deref(env, reg.dir).ok()?;
@@ -278,8 +280,14 @@ impl Handlers {
   }
 
   /// [`Handlers::from_js`], with the values of [`HANDLER_KEYS`] already read from `obj` by JS
-  /// when `pre` holds them (see `options::Preread`).
+  /// when `pre` holds them (see `options::Preread`). After them `pre` may hold the handler array
+  /// and a mask of the functions given, when `connect()`'s JS found every value a function,
+  /// `undefined` or `null` (see [`prechecked`]); it passes the array of the previous call again
+  /// when every value is the same, which this takes for the previous set.
   pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>) -> Result<Rc<Handlers>, Option<ArgError>> {
+    if let Some((arr, mask)) = pre.and_then(|p| prechecked(env, p)) {
+      return Self::from_checked(env, arr, mask, pre.and_then(|p| p.get(COUNT)).copied().ok_or(None)?);
+    }
     use sys::ValueType as T;
     let mut array = false;
     unsafe { sys::napi_is_array(env, obj, &mut array) };
@@ -304,24 +312,39 @@ impl Handlers {
       }
       found[event as usize] = v;
     }
-    if found[Event::Data as usize].is_null() && found[Event::Drain as usize].is_null() {
-      return Err(Some(ArgError::type_error("Expected at least \"data\" or \"drain\" callback")));
-    }
+    let mask = found.iter().enumerate().fold(0u16, |m, (e, f)| if f.is_null() { m } else { m | 1 << e });
+    check_mask(mask)?;
     let binary_type = parse_binary_type(env, read(COUNT, "binaryType")?)?;
     if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(env, binary_type, &found)).cloned()) {
       return Ok(same);
     }
-    let (base, arr, first) = allocate(env).ok_or(None)?;
-    let mut mask = 0u16;
-    // From here on `h` owns the base: an early return hands it back through Drop.
-    let mut h = Handlers { base, mask, binary_type };
+    let mut arr = std::ptr::null_mut();
+    js::check(unsafe { sys::napi_create_array_with_length(env, COUNT, &mut arr) }).map_err(|_| None)?;
     for (e, f) in found.iter().enumerate() {
       if !f.is_null() {
-        js::check(unsafe { sys::napi_set_element(env, arr, first + e as u32, *f) }).map_err(|_| None)?;
-        mask |= 1 << e;
-        h.mask = mask;
+        js::check(unsafe { sys::napi_set_element(env, arr, e as u32, *f) }).map_err(|_| None)?;
       }
     }
+    Self::store(env, arr, mask, binary_type)
+  }
+
+  /// The set for a handler array made and checked by `connect()`'s JS.
+  fn from_checked(env: Env, arr: Value, mask: u16, binary_type: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
+    check_mask(mask)?;
+    let binary_type = parse_binary_type(env, binary_type)?;
+    let last = LAST.with(|l| l.borrow().as_ref().filter(|h| h.mask == mask && h.binary_type == binary_type).cloned());
+    if let Some(last) = last.filter(|h| h.array(env).is_some_and(|a| js::strict_equals(env, a, arr))) {
+      return Ok(last);
+    }
+    Self::store(env, arr, mask, binary_type)
+  }
+
+  /// Keeps `arr` (the functions of `mask`) in a free registry slot.
+  fn store(env: Env, arr: Value, mask: u16, binary_type: BinaryType) -> Result<Rc<Handlers>, Option<ArgError>> {
+    let (base, chunk, i) = allocate(env).ok_or(None)?;
+    // From here on `h` owns the base: an early return hands it back through Drop.
+    let h = Handlers { base, mask, binary_type };
+    js::check(unsafe { sys::napi_set_element(env, chunk, i, arr) }).map_err(|_| None)?;
     let h = Rc::new(h);
     LAST.with(|l| *l.borrow_mut() = Some(h.clone()));
     Ok(h)
@@ -337,32 +360,29 @@ impl Handlers {
       })
   }
 
-  /// Where handler `e` lives: the registry chunk array and the index in it (for JS code that
-  /// reads the function itself: an element load in JS is far cheaper than `napi_get_element`).
+  /// Where handler `e` lives: this set's array and the index in it (for JS code that reads the
+  /// function itself: an element load in JS is far cheaper than `napi_get_element`).
   pub(crate) fn place(&self, env: Env, e: Event) -> Option<(Value, u32)> {
     if !self.has(e) {
       return None;
     }
-    let (arr, first) = self.locate(env)?;
-    Some((arr, first + e as u32))
+    Some((self.array(env)?, e as u32))
   }
 
-  /// Where the `data` handler is, if given: its chunk's index in [`directory`] and its slot in
-  /// that chunk.
+  /// Where the `data` handler's set is, if the handler is given: its chunk's index in
+  /// [`directory`] and its slot in that chunk (the function is at [`DATA_INDEX`] there).
   pub(crate) fn data_slot(&self) -> Option<(u32, u32)> {
-    self.has(Event::Data).then(|| (self.base / CHUNK_SETS, (self.base % CHUNK_SETS) * COUNT as u32 + Event::Data as u32))
+    self.has(Event::Data).then_some((self.base / CHUNK_SETS, self.base % CHUNK_SETS))
   }
 
-  /// This set's registry chunk and the index of its first slot there.
-  fn locate(&self, env: Env) -> Option<(Value, u32)> {
-    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
+  /// This set's array of functions.
+  fn array(&self, env: Env) -> Option<Value> {
+    let (chunk, i) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    js::element(env, chunk, i).filter(|v| !v.is_null())
   }
 
   fn slot(&self, env: Env, e: usize) -> Option<Value> {
-    let (arr, first) = self.locate(env)?;
-    let mut v = std::ptr::null_mut();
-    js::check(unsafe { sys::napi_get_element(env, arr, first + e as u32, &mut v) }).ok()?;
-    (!v.is_null()).then_some(v)
+    js::element(env, self.array(env)?, e as u32).filter(|v| !v.is_null())
   }
 
   /// A set with no handlers (placeholder for closed stand-ins).
@@ -393,11 +413,31 @@ impl Drop for Handlers {
     let _ = REG.try_with(|r| {
       if let Ok(mut g) = r.try_borrow_mut() {
         if let Some(reg) = g.as_mut() {
-          reg.dropped.push((self.base, self.mask));
+          reg.dropped.push(self.base);
         }
       }
     });
   }
+}
+
+/// The index of the `data` handler in a set's array.
+pub(crate) const DATA_INDEX: u32 = Event::Data as u32;
+
+/// Bun's check that a set can receive something.
+fn check_mask(mask: u16) -> Result<(), Option<ArgError>> {
+  if mask & (1 << Event::Data as u16 | 1 << Event::Drain as u16) == 0 {
+    return Err(Some(ArgError::type_error("Expected at least \"data\" or \"drain\" callback")));
+  }
+  Ok(())
+}
+
+/// The handler array and mask that `connect()`'s JS passes after the handler values (see
+/// [`Handlers::from_js_with`]), if it checked them (the mask carries [`CHECKED`]).
+pub(crate) fn prechecked(env: Env, pre: &[Value]) -> Option<(Value, u16)> {
+  let (arr, mask) = (*pre.get(COUNT + 1)?, *pre.get(COUNT + 2)?);
+  let mut m = 0u32;
+  js::check(unsafe { sys::napi_get_value_uint32(env, mask, &mut m) }).ok()?;
+  (m & CHECKED != 0).then_some((arr, (m & 0x1ff) as u16))
 }
 
 fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>> {

@@ -86,9 +86,16 @@ impl<'a> Preread<'a> {
     }
   }
 
-  /// The handler values, after the options'.
+  /// The handler values, after the options' (then the handler array and mask, see
+  /// [`Handlers::from_js_with`]).
   fn handlers(self) -> Option<&'a [Value]> {
     self.0.and_then(|v| v.get(OPTION_KEYS.len()..))
+  }
+
+  /// Whether the JS fast path checked the options and handler objects (objects, not arrays) and
+  /// the handler types, and made the handler array (see [`Handlers::from_js_with`]).
+  fn checked(self, env: Env) -> bool {
+    self.handlers().is_some_and(|h| crate::handlers::prechecked(env, h).is_some())
   }
 }
 
@@ -98,18 +105,19 @@ pub(crate) fn parse(env: Env, options: Option<Value>, entry: Entry) -> Result<So
 
 pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Preread) -> Result<SocketConfig, Invalid> {
   use sys::ValueType as T;
+  let checked = pre.checked(env);
   let options = match options {
-    Some(o) if matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
+    Some(o) if checked || matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
     _ => {
       let msg = if entry == Entry::Connect { "Expected options object" } else { "Expected object" };
       return Err(ArgError::type_error(msg).into());
     }
   };
-  if is_array(env, options) {
+  if !checked && is_array(env, options) {
     return Err(ArgError::type_error("SocketOptions must be an object").into());
   }
   let socket = pre.option(env, options, "socket")?;
-  if js::is_undefined(env, socket) {
+  if !checked && js::is_undefined(env, socket) {
     return Err(ArgError::type_error("SocketOptions.socket is required").into());
   }
   let handlers = Handlers::from_js_with(env, socket, pre.handlers()).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
