@@ -52,6 +52,42 @@ export async function handlersAreReadOnce(t) {
   t.deepEqual(calls, ['original'])
 }
 
+// connect()'s JS hands the previous call's handler array on when every value is the same one
+// (src/connect.rs): a changed function, a handler added or taken away, or another binaryType
+// must each give the next connection its own set.
+export async function sameHandlerObjectTracksItsChanges(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  const calls = []
+  const h = { data: (s, d) => calls.push(['first', typeof d === 'string' ? d : d.constructor.name]) }
+  const round = async (label) => {
+    const before = calls.length
+    const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: h })
+    c.write('x')
+    await until(() => calls.length > before)
+    c.end()
+    return calls.at(-1).concat(label)
+  }
+  const seen = [await round('same object'), await round('same again')]
+  h.data = (s, d) => calls.push(['second', d.constructor.name])
+  seen.push(await round('data replaced'))
+  h.binaryType = 'arraybuffer'
+  seen.push(await round('binaryType set'))
+  const opened = []
+  h.open = () => opened.push('open')
+  seen.push(await round('open added'))
+  delete h.open
+  seen.push(await round('open removed'))
+  t.deepEqual(seen, [
+    ['first', 'Buffer', 'same object'],
+    ['first', 'Buffer', 'same again'],
+    ['second', 'Buffer', 'data replaced'],
+    ['second', 'ArrayBuffer', 'binaryType set'],
+    ['second', 'ArrayBuffer', 'open added'],
+    ['second', 'ArrayBuffer', 'open removed'],
+  ])
+  t.deepEqual(opened, ['open'])
+}
+
 export async function binaryTypes(t) {
   const l = server(t, { data(s, d) { s.write(d) } })
   const kinds = {}
