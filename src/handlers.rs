@@ -360,13 +360,14 @@ impl Handlers {
       })
   }
 
-  /// Where handler `e` lives: this set's array and the index in it (for JS code that reads the
-  /// function itself: an element load in JS is far cheaper than `napi_get_element`).
-  pub(crate) fn place(&self, env: Env, e: Event) -> Option<(Value, u32)> {
-    if !self.has(e) {
+  /// Where the `data` handler's set is, if the handler is given: the registry chunk and the
+  /// set's slot in it (the function is at [`DATA_INDEX`] there; for JS code that reads the
+  /// function itself: element loads in JS are far cheaper than `napi_get_element`).
+  pub(crate) fn data_place(&self, env: Env) -> Option<(Value, u32)> {
+    if !self.has(Event::Data) {
       return None;
     }
-    Some((self.array(env)?, e as u32))
+    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
   }
 
   /// Where the `data` handler's set is, if the handler is given: its chunk's index in

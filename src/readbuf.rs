@@ -77,15 +77,16 @@ pub(crate) enum Read {
 }
 
 fn init(env: Env) -> Option<State> {
-  // `c[i]` is the `data` handler in its registry chunk (see `Handlers::place`); `t`: called at
+  // `c[i][D]` is the `data` handler in its registry chunk (see `Handlers::data_place`); `t`: called at
   // top level, so run the tick queue after it (see `js::TopLevel`). `Buffer` is captured once:
   // the global is an accessor in Node.
   // A throw from the handler skips the tick, as before; the tick queue's own throws are uncaught
   // exceptions, never the handler's (`calls::tick_fn`).
   let src = "(B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
-    const r = c[i].call(s, s, B.from(ab, o, n)); if (t) tick(); return r }";
+    const r = c[i][D].call(s, s, B.from(ab, o, n)); if (t) tick(); return r }";
+  let src = src.replace("[D]", &format!("[{}]", crate::handlers::DATA_INDEX));
   let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env).unwrap_or_else(|| js::undefined(env))];
-  let f = js::from_script(env, src, &captured).ok()?;
+  let f = js::from_script(env, &src, &captured).ok()?;
   let trampoline = js::reference(env, f).ok()?;
   Some(State { env, slab: std::ptr::null_mut(), gen: 0, used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
 }
@@ -291,7 +292,7 @@ pub(crate) fn deliver(env: Env, h: &Handlers, socket: Value, chunk: Chunk) -> Op
   match chunk {
     Chunk::Value(v) => crate::conn::invoke(env, h, Event::Data, socket, &[v]),
     Chunk::View { ab, off, len } => {
-      let (chunk_arr, index) = h.place(env, Event::Data)?;
+      let (chunk_arr, index) = h.data_place(env)?;
       let tramp = STATE.with(|c| c.try_borrow().ok().and_then(|g| g.as_ref().map(|s| s.trampoline)))?;
       let tramp = js::deref(env, tramp).ok()?;
       let ticking = js::ticking_top(env);
