@@ -101,32 +101,36 @@ fn connect_with(env: Env, options: Option<Value>, pre: Preread) -> napi::Result<
     // counts as handled (no unhandledRejection), as in Bun.
     mark_handled(env, promise);
   }
-  let (host, port) = match &cfg.target {
-    Target::Tcp { host, port } => (host.clone(), *port),
-    Target::Unix(p) => (p.clone(), 0),
+  // The host (or path) moves into `Pending`; only what an attempt or a lookup needs beside it
+  // is copied.
+  let (host, port, unix) = match cfg.target {
+    Target::Tcp { host, port } => (host, port, false),
+    Target::Unix(p) => (p, 0, true),
   };
-  let literal = match &cfg.target {
-    Target::Tcp { host, port } => parse_ip(host).map(|ip| SocketAddr::new(ip, *port)),
-    Target::Unix(_) => None,
+  let literal = if unix { None } else { parse_ip(&host).map(|ip| SocketAddr::new(ip, port)) };
+  let next = match (unix, literal) {
+    (true, _) => Next::Attempt(Attempt::Unix(host.clone())),
+    (false, Some(_)) => Next::Literal,
+    (false, None) => Next::Lookup(host.clone()),
   };
   if let Ok(mut st) = conn.st.try_borrow_mut() {
     let tls = match cfg.tls {
       Tls::On(o) => Some(o),
       Tls::Off => None,
     };
-    st.extra_mut().pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host: host.clone(), port, deferred, tls }));
+    st.extra_mut().pending = Some(Box::new(Pending { addrs: literal.into_iter().collect(), host, port, deferred, tls }));
   }
   let Some(token) = reactor::with(|r| r.insert(Entry::Conn(conn.clone()))) else {
     return Err(napi::Error::from_reason("bunnet reactor unavailable"));
   };
   conn.token.set(token);
   conn.sync_ref();
-  match (&cfg.target, literal) {
-    (Target::Unix(path), _) => start_attempt(&conn, Attempt::Unix(path.clone())),
-    (Target::Tcp { .. }, Some(_)) => try_next(&conn),
-    (Target::Tcp { host, port }, None) => {
+  match next {
+    Next::Attempt(a) => start_attempt(&conn, a),
+    Next::Literal => try_next(&conn),
+    Next::Lookup(host) => {
       if let Some(b) = reactor::with(|r| r.bridge.clone()) {
-        bridge::resolve(b, token, host.clone(), *port);
+        bridge::resolve(b, token, host, port);
       }
     }
   }
@@ -143,6 +147,13 @@ fn mark_handled(env: Env, promise: Value) {
   let Ok(catch) = js::get(env, promise, "catch") else { return };
   let Some(noop) = reactor::with(|r| js::deref(env, r.noop).ok()).flatten() else { return };
   if let Called::Threw(_) = js::call(env, promise, catch, &[noop]) {}
+}
+
+/// What `connect()` does once the socket is registered.
+enum Next {
+  Attempt(Attempt),
+  Literal,
+  Lookup(String),
 }
 
 enum Attempt {
