@@ -40,3 +40,16 @@ test('NODE_DEBUG=bunnet logs listen, connect, accept and close to stderr', async
   const quiet = await run(process.execPath, [fixture('runtime-check.mjs')], { env: { ...process.env, NODE_DEBUG: '' } })
   t.is(quiet.stderr, '')
 })
+
+test('sockets are made the same after user code changes Object.prototype, Object.defineProperty or Socket.prototype', async (t) => {
+  const { stdout } = await run(process.execPath, [fixture('polluted.mjs')], { timeout: 60000 })
+  t.deepEqual(JSON.parse(stdout), {
+    echoed: 'ping',
+    data: { side: 'client' },
+    keys: ['data'],
+    spreadSymbols: 0,
+    symbolDescriptor: { writable: false, enumerable: false, configurable: false },
+    sawSymbol: false,
+    assigned: 'changed',
+  })
+})

@@ -35,7 +35,9 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// else leaves the checks and their messages to the native side) and, when they pass, puts the
 /// functions in an array by `Event` with a mask of those given: the set is then one array (see
 /// `Handlers::from_js_with`). When every value is the one the previous call read, it passes the
-/// previous array again, so connections made with one handler object share one set.
+/// previous array again, so connections made with one handler object share one set. That array
+/// is kept in `cache` (see `handlers::js_cache`), which the native side empties when its own
+/// last set is another one, so the cache never keeps functions alive that bunnet let go.
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   // Locals in read order: `a<i>` the options, `h<i>` the handlers.
   let opts: Vec<String> =
@@ -46,15 +48,16 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let n = HANDLER_KEYS.len() - 1; // the functions; the last key is `binaryType`
   let types: Vec<String> = (0..n).map(|i| format!("if (typeof h{i} === 'function') m |= {}; else if (h{i} != null) ok = false;", 1 << i)).collect();
   let same: Vec<String> = (0..n).map(|i| format!("last[{i}] === h{i}")).collect();
+  // `cache`: [the last array, its binaryType] (see `handlers::js_cache`).
   let fns: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
   // With a `connectError` handler the promise counts as handled (its rejection goes unreported),
   // as in Bun: marked here with a `catch` on the JS side, which the native path does itself.
   let src = format!(
-    "(native => {{ const noop = () => {{}}; let last, lastBinary; return function connect(o) {{ \
+    "'use strict'; ((native, cache) => {{ const noop = () => {{}}; return function connect(o) {{ \
      if (typeof o !== 'object' || o === null || Array.isArray(o)) return native(o); const s = o.socket; \
-     if (typeof s !== 'object' || s === null || Array.isArray(s)) return native(o); const {opts}, {hs}; \
-     let m = 0, ok = true, a; {types} if (ok) {{ m |= {checked}; \
-     if (last !== undefined && lastBinary === h{n} && {same}) a = last; else {{ a = last = [{fns}]; lastBinary = h{n} }} }} \
+     if (typeof s !== 'object' || s === null) return native(o); const {opts}, {hs}; \
+     let m = 0, ok = !Array.isArray(s), a; {types} if (ok) {{ m |= {checked}; const last = cache[0]; \
+     if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n} }} }} \
      const p = native(o, {args}, a, m); if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
     opts = opts.join(", "),
     hs = hs.join(", "),
@@ -66,7 +69,8 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   );
   let pending = |_| crate::error::pending();
   let native = js::native_function(env, "connect", connect_cb).map_err(pending)?;
-  js::from_script(env, &src, &[native]).map_err(pending)
+  let cache = crate::handlers::js_cache(env).ok_or_else(crate::error::pending)?;
+  js::from_script(env, &src, &[native, cache]).map_err(pending)
 }
 
 /// The native `connect`: connects over TCP (`hostname` + `port`) or a unix socket (`unix`) and

@@ -181,6 +181,32 @@ thread_local! {
   static REG: RefCell<Option<Registry>> = const { RefCell::new(None) };
   /// The most recently created set, reused when the next call passes the same functions.
   static LAST: RefCell<Option<Rc<Handlers>>> = const { RefCell::new(None) };
+  /// `connect()`'s JS cache of the last handler array it made (see [`js_cache`]).
+  static JS_CACHE: std::cell::Cell<sys::napi_ref> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// The JS array `[handler array, binaryType]` in which `connect()`'s JS keeps the last array it
+/// made (made once per environment). It must not outlive [`LAST`]'s hold on those functions:
+/// [`forget_js_cache`] empties it whenever `LAST` becomes a set the JS did not make.
+pub(crate) fn js_cache(env: Env) -> Option<Value> {
+  let r = JS_CACHE.with(std::cell::Cell::get);
+  if !r.is_null() {
+    if let Ok(v) = js::deref(env, r) {
+      return Some(v);
+    }
+  }
+  let mut arr = std::ptr::null_mut();
+  js::check(unsafe { sys::napi_create_array_with_length(env, 2, &mut arr) }).ok()?;
+  JS_CACHE.with(|c| c.set(js::reference(env, arr).ok().unwrap_or(std::ptr::null_mut())));
+  Some(arr)
+}
+
+/// Empties `connect()`'s JS cache (see [`js_cache`]).
+fn forget_js_cache(env: Env) {
+  let r = JS_CACHE.with(std::cell::Cell::get);
+  if let (false, Ok(cache)) = (r.is_null(), js::deref(env, r)) {
+    unsafe { sys::napi_set_element(env, cache, 0, js::undefined(env)) };
+  }
 }
 
 /// Env teardown: forget the registry and the cached set (the environment frees the array).
@@ -195,6 +221,7 @@ pub(crate) fn teardown() {
       *g = None;
     }
   });
+  JS_CACHE.with(|c| c.set(std::ptr::null_mut()));
 }
 
 /// Releases the functions of dropped sets. Call with a handle scope open.
@@ -232,7 +259,7 @@ impl Registry {
   }
 }
 
-/// A free base for a new set, and where its slots are.
+/// A free base for a new set, and where its slot is (chunk, index).
 fn allocate(env: Env) -> Option<(u32, Value, u32)> {
   sweep(env);
   REG.with(|r| {
@@ -325,13 +352,19 @@ impl Handlers {
         js::check(unsafe { sys::napi_set_element(env, arr, e as u32, *f) }).map_err(|_| None)?;
       }
     }
+    forget_js_cache(env);
     Self::store(env, arr, mask, binary_type)
   }
 
   /// The set for a handler array made and checked by `connect()`'s JS.
   fn from_checked(env: Env, arr: Value, mask: u16, binary_type: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
-    check_mask(mask)?;
-    let binary_type = parse_binary_type(env, binary_type)?;
+    // A refused set leaves nothing cached.
+    let refused = |e| {
+      forget_js_cache(env);
+      e
+    };
+    check_mask(mask).map_err(refused)?;
+    let binary_type = parse_binary_type(env, binary_type).map_err(refused)?;
     let last = LAST.with(|l| l.borrow().as_ref().filter(|h| h.mask == mask && h.binary_type == binary_type).cloned());
     if let Some(last) = last.filter(|h| h.array(env).is_some_and(|a| js::strict_equals(env, a, arr))) {
       return Ok(last);
@@ -409,7 +442,7 @@ impl Drop for Handlers {
     if self.base == u32::MAX {
       return;
     }
-    // No Node-API calls here (no handle scope may be open): queue the slots for `sweep`.
+    // No Node-API calls here (no handle scope may be open): queue the slot for `sweep`.
     // `try_with`: at thread exit the registry may already be gone (then so is the environment).
     let _ = REG.try_with(|r| {
       if let Ok(mut g) = r.try_borrow_mut() {
@@ -438,7 +471,7 @@ pub(crate) fn prechecked(env: Env, pre: &[Value]) -> Option<(Value, u16)> {
   let (arr, mask) = (*pre.get(COUNT + 1)?, *pre.get(COUNT + 2)?);
   let mut m = 0u32;
   js::check(unsafe { sys::napi_get_value_uint32(env, mask, &mut m) }).ok()?;
-  (m & CHECKED != 0).then_some((arr, (m & 0x1ff) as u16))
+  (m & CHECKED != 0).then_some((arr, (m & ((1 << COUNT) - 1)) as u16))
 }
 
 fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>> {

@@ -73,7 +73,8 @@ pub(crate) const OPTION_KEYS: [&str; 11] = ["socket", "unix", "hostname", "host"
 /// The values of [`OPTION_KEYS`], then of the `socket` object's [`crate::handlers::HANDLER_KEYS`],
 /// read by the JS fast path of `connect()` (property loads in JIT code with inline caches) and
 /// passed as arguments, instead of one Node-API lookup with a cached key each: ~21 lookups of
-/// ~4 Node-API calls per `connect()`. `None`: read them here.
+/// ~4 Node-API calls per `connect()`; then the handler array and mask the JS made when the
+/// handler values passed its type checks (see [`Handlers::from_js_with`]). `None`: read them here.
 #[derive(Clone, Copy)]
 pub(crate) struct Preread<'a>(pub Option<&'a [Value]>);
 

@@ -568,6 +568,30 @@ export async function handlerSetsAreReleasedWithTheirSockets(t) {
   t.deepEqual(log, ['mine'])
 }
 
+// connect()'s JS keeps the last handler array it made, to hand it on when the next call passes
+// the same functions (src/connect.rs): once bunnet's own last set is another one (here a reload
+// of the listener), that cache must not keep the closures of a closed socket alive.
+export async function connectCacheLetsClosedSocketsHandlersGo(t) {
+  const l = server(t, { data(s, d) { s.write(d) } })
+  let finalized = false
+  const registry = new FinalizationRegistry(() => (finalized = true))
+  await (async () => {
+    const captured = {}
+    registry.register(captured, 0)
+    const c = await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() { captured.seen = true } } })
+    const closed = deferred()
+    c.reload({ socket: { data() {}, close: () => closed.resolve() } })
+    c.end()
+    await closed.promise
+  })()
+  l.reload({ socket: { data(s, d) { s.write(d) } } })
+  for (let round = 0; round < 50 && !finalized; round++) {
+    collectGarbage()
+    await delay(10)
+  }
+  t.true(finalized)
+}
+
 export async function aThrowAfterReloadGoesToTheNewErrorHandler(t) {
   // Bun routes a handler's throw to the `error` handler in effect when it throws: one that called
   // reload() first reaches the new one. Checked on the one-event and the batched data path.
