@@ -8,7 +8,8 @@
 //!
 //! Layout:
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
-//! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets
+//! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets (`handler_ref`:
+//!   how a connection holds it)
 //! - `reactor`: the per-env event dispatch inside libuv, ref counting, timers, teardown
 //!   (`reactor/wakeup`: one wake-up's rounds, budgets and the in-callback wait); `slab`:
 //!   its token-addressed table of registered fds; `poller`: where fds are registered (libuv's
@@ -49,6 +50,7 @@ mod connect;
 mod debug;
 mod error;
 mod fdio;
+mod handler_ref;
 mod handlers;
 mod js;
 mod linger;
