@@ -8,7 +8,7 @@ use std::ptr;
 
 use napi::sys;
 
-use crate::js::{deref, fatal_exception, from_script, native_function, reference, take_exception, type_of, undefined, CallbackScope, Env, Value};
+use crate::js::{deref, element, fatal_exception, from_script, native_function, reference, take_exception, type_of, undefined, CallbackScope, Env, Value};
 
 /// Outcome of calling a JS function: its return value, or the exception it threw (already
 /// cleared from the environment so the caller decides where it goes).
@@ -58,12 +58,10 @@ fn trampolines(env: Env) -> Option<[sys::napi_ref; TRAMPOLINES]> {
       let arr = from_script(env, src, &[fatal]).ok()?;
       let mut refs = [ptr::null_mut(); TRAMPOLINES];
       for (i, r) in refs.iter_mut().enumerate() {
-        let mut f = ptr::null_mut();
-        unsafe { sys::napi_get_element(env, arr, i as u32, &mut f) };
-        if type_of(env, f) != sys::ValueType::napi_function {
+        let Some(f) = element(env, arr, i as u32).filter(|f| type_of(env, *f) == sys::ValueType::napi_function) else {
           refs = [ptr::null_mut(); TRAMPOLINES];
           break;
-        }
+        };
         *r = reference(env, f).ok()?;
       }
       TICKS.with(|t| t.set(Some((env, refs))));

@@ -233,16 +233,16 @@ impl Handlers {
   /// the values read now are compared with the previous set by identity, so semantics stay
   /// "read once per call" while thousands of sockets cost one set.
   pub(crate) fn from_js(env: Env, obj: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
-    Self::from_js_with(env, obj, None)
+    Self::from_js_with(env, obj, None, None)
   }
 
   /// [`Handlers::from_js`], with the values of [`HANDLER_KEYS`] already read from `obj` by JS
-  /// when `pre` holds them (see `options::Preread`). After them `pre` may hold the handler array
-  /// and a mask of the functions given, when `connect()`'s JS found every value a function,
-  /// `undefined` or `null` (see [`prechecked`]); it passes the array of the previous call again
-  /// when every value is the same, which this takes for the previous set.
-  pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>) -> Result<Rc<Handlers>, Option<ArgError>> {
-    if let Some((arr, mask)) = pre.and_then(|p| prechecked(env, p)) {
+  /// when `pre` holds them (see `options::Preread`). `checked`: the handler array and mask that
+  /// `connect()`'s JS made when it found every value a function, `undefined` or `null` (see
+  /// [`prechecked`]); it passes the array of the previous call again when every value is the
+  /// same, which this takes for the previous set.
+  pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>, checked: Option<(Value, u16)>) -> Result<Rc<Handlers>, Option<ArgError>> {
+    if let Some((arr, mask)) = checked {
       return Self::from_checked(env, arr, mask, pre.and_then(|p| p.get(COUNT)).copied().ok_or(None)?);
     }
     use sys::ValueType as T;
@@ -269,7 +269,7 @@ impl Handlers {
       }
       found[event as usize] = v;
     }
-    let mask = found.iter().enumerate().fold(0u16, |m, (e, f)| if f.is_null() { m } else { m | 1 << e });
+    let mask = mask_of(&found);
     check_mask(mask)?;
     let binary_type = parse_binary_type(env, read(COUNT, "binaryType")?)?;
     if let Some(same) = LAST.with(|l| l.borrow().as_ref().filter(|h| h.same(env, binary_type, &found)).cloned()) {
@@ -315,12 +315,11 @@ impl Handlers {
 
   /// Whether this set holds exactly `found` (by identity) with `binary_type`.
   fn same(&self, env: Env, binary_type: BinaryType, found: &[Value; COUNT]) -> bool {
-    self.binary_type == binary_type
-      && found.iter().enumerate().all(|(e, f)| match (self.mask & (1 << e) != 0, f.is_null()) {
-        (false, true) => true,
-        (true, false) => self.slot(env, e).is_some_and(|v| js::strict_equals(env, v, *f)),
-        _ => false,
-      })
+    if self.binary_type != binary_type || self.mask != mask_of(found) {
+      return false;
+    }
+    let Some(arr) = self.array(env) else { return false };
+    found.iter().enumerate().filter(|(_, f)| !f.is_null()).all(|(e, f)| js::element(env, arr, e as u32).is_some_and(|v| js::strict_equals(env, v, *f)))
   }
 
   /// Where the `data` handler's set is, if the handler is given: the registry chunk and the
@@ -330,7 +329,7 @@ impl Handlers {
     if !self.has(Event::Data) {
       return None;
     }
-    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
+    self.locate(env)
   }
 
   /// Where the `data` handler's set is, if the handler is given: its chunk's index in
@@ -339,9 +338,14 @@ impl Handlers {
     self.has(Event::Data).then_some((self.base / CHUNK_SETS, self.base % CHUNK_SETS))
   }
 
+  /// This set's registry chunk and its slot there.
+  fn locate(&self, env: Env) -> Option<(Value, u32)> {
+    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
+  }
+
   /// This set's array of functions.
   fn array(&self, env: Env) -> Option<Value> {
-    let (chunk, i) = REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))?;
+    let (chunk, i) = self.locate(env)?;
     js::element(env, chunk, i).filter(|v| !v.is_null())
   }
 
@@ -386,6 +390,11 @@ impl Drop for Handlers {
 
 /// The index of the `data` handler in a set's array.
 pub(crate) const DATA_INDEX: u32 = Event::Data as u32;
+
+/// The bits of the handlers given in `found` (by `Event`).
+fn mask_of(found: &[Value; COUNT]) -> u16 {
+  found.iter().enumerate().fold(0u16, |m, (e, f)| if f.is_null() { m } else { m | 1 << e })
+}
 
 /// Bun's check that a set can receive something.
 fn check_mask(mask: u16) -> Result<(), Option<ArgError>> {

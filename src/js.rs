@@ -196,19 +196,19 @@ fn cached(env: Env, id: (usize, usize), make: impl FnOnce() -> Value) -> Option<
     }
     let c = g.as_mut()?;
     let arr = deref(env, c.array).ok()?;
-    let mut v = ptr::null_mut();
-    match c.index.get(&id) {
-      Some(&i) => check(unsafe { sys::napi_get_element(env, arr, i, &mut v) }).ok()?,
+    let v = match c.index.get(&id) {
+      Some(&i) => element(env, arr, i)?,
       None => {
         let i = u32::try_from(c.index.len()).ok()?;
-        v = make();
+        let v = make();
         if v.is_null() {
           return None;
         }
         check(unsafe { sys::napi_set_element(env, arr, i, v) }).ok()?;
         c.index.insert(id, i);
+        v
       }
-    }
+    };
     (!v.is_null()).then_some(v)
   })
 }

@@ -93,10 +93,11 @@ impl<'a> Preread<'a> {
     self.0.and_then(|v| v.get(OPTION_KEYS.len()..))
   }
 
-  /// Whether the JS fast path checked the options and handler objects (objects, not arrays) and
-  /// the handler types, and made the handler array (see [`Handlers::from_js_with`]).
-  fn checked(self, env: Env) -> bool {
-    self.handlers().is_some_and(|h| crate::handlers::prechecked(env, h).is_some())
+  /// The handler array and mask, if the JS fast path checked the options and handler objects
+  /// (objects, not arrays) and the handler types, and made the array (see
+  /// [`Handlers::from_js_with`]).
+  fn checked(self, env: Env) -> Option<(Value, u16)> {
+    self.handlers().and_then(|h| crate::handlers::prechecked(env, h))
   }
 }
 
@@ -106,7 +107,8 @@ pub(crate) fn parse(env: Env, options: Option<Value>, entry: Entry) -> Result<So
 
 pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Preread) -> Result<SocketConfig, Invalid> {
   use sys::ValueType as T;
-  let checked = pre.checked(env);
+  let prechecked = pre.checked(env);
+  let checked = prechecked.is_some();
   let options = match options {
     Some(o) if checked || matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
     _ => {
@@ -121,7 +123,7 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   if !checked && js::is_undefined(env, socket) {
     return Err(ArgError::type_error("SocketOptions.socket is required").into());
   }
-  let handlers = Handlers::from_js_with(env, socket, pre.handlers()).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
+  let handlers = Handlers::from_js_with(env, socket, pre.handlers(), prechecked).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
   let target = parse_target(env, options, pre)?;
   let tls = parse_tls(env, pre.option(env, options, "tls")?)?;
   let allow_half_open = parse_bool(env, options, "allowHalfOpen", pre)?;
@@ -415,13 +417,7 @@ fn is_array(env: Env, v: Value) -> bool {
 fn array_items(env: Env, arr: Value) -> Result<Vec<Value>, Invalid> {
   let mut len = 0u32;
   unsafe { sys::napi_get_array_length(env, arr, &mut len) };
-  (0..len)
-    .map(|i| {
-      let mut v = std::ptr::null_mut();
-      js::check(unsafe { sys::napi_get_element(env, arr, i, &mut v) }).map_err(|_| Invalid::Pending)?;
-      Ok(v)
-    })
-    .collect()
+  (0..len).map(|i| js::element(env, arr, i).ok_or(Invalid::Pending)).collect()
 }
 
 #[cfg(test)]
