@@ -165,8 +165,7 @@ fn slot<T: Class>(i: u32) -> Option<*const T> {
 /// Whether `p`'s object is `this` (its reference yields nothing once the object is collected).
 unsafe fn is_own<T: Class>(env: Env, p: *const T, this: Value) -> bool {
   let Ok(obj) = js::deref(env, (*p).wrap_cell().get()) else { return false };
-  let mut same = false;
-  sys::napi_strict_equals(env, this, obj, &mut same) == sys::Status::napi_ok && same
+  crate::identity::same_object(env, obj, this)
 }
 
 /// `KIND` goes in the low bits, below the alignment of the boxed value: keys never collide.

@@ -115,8 +115,7 @@ impl Class for SocketHandle {
         (js::deref(env, unsafe { (*handle).wrap_ref() }).ok()?, handle)
       }
     };
-    let mut same = false;
-    unsafe { sys::napi_strict_equals(env, this, socket, &mut same) };
+    let same = crate::identity::same_object(env, socket, this);
     // SAFETY: `socket` is a live handle on the object that owns `handle` (see `ThisHint`).
     same.then(|| unsafe { &*handle })
   }

@@ -213,3 +213,46 @@ export async function endDeliversTheWholeFinalChunk(t) {
   await ended.promise
   t.true(Buffer.concat(chunks).equals(big))
 }
+
+// Several sockets' data in one wake-up are delivered from one JS loop (src/batch.rs), where a
+// method of the socket being handled finds its native side by comparing `this` with that socket
+// (src/socket.rs ThisHint, src/identity.rs). Each server handler of such a round writes to its
+// own socket, to another one and through an inherited receiver: every byte must reach the socket
+// it was written to, and the inherited receiver must be refused.
+export async function writesFromOneRoundReachTheirOwnSockets(t) {
+  const { Socket } = await import('../../index.mjs')
+  const N = 8
+  const byLetter = new Map()
+  let refused = 0
+  const l = server(t, {
+    data(s, d) {
+      for (const ch of String(d)) {
+        if (!byLetter.has(ch)) {
+          byLetter.set(ch, s)
+          continue
+        }
+        const next = String.fromCharCode(97 + ((ch.charCodeAt(0) - 97 + 1) % N))
+        s.write(ch)
+        byLetter.get(next).write(ch.toUpperCase())
+        try {
+          Socket.prototype.write.call(Object.create(s), '!')
+        } catch (e) {
+          if (e instanceof TypeError) refused++
+        }
+      }
+    },
+  })
+  const got = Array.from({ length: N }, () => '')
+  const clients = await Promise.all(
+    got.map((_, i) => connect({ hostname: '127.0.0.1', port: l.port, socket: { data: (_, d) => void (got[i] += d) } })),
+  )
+  t.teardown(() => clients.forEach((c) => c.end()))
+  clients.forEach((c, i) => c.write(String.fromCharCode(97 + i)))
+  await until(() => byLetter.size === N, 5000, 'every letter seen')
+  for (let round = 0; round < 20; round++) clients.forEach((c, i) => c.write(String.fromCharCode(97 + i)))
+  const want = got.map((_, i) => String.fromCharCode(97 + i).repeat(20) + String.fromCharCode(65 + ((i + N - 1) % N)).repeat(20))
+  const sorted = () => got.map((g) => [...g].sort().join(''))
+  await until(() => got.every((g) => g.length >= 40), 5000, 'replies')
+  t.deepEqual(sorted(), want.map((w) => [...w].sort().join('')))
+  t.is(refused, 20 * N)
+}
