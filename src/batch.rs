@@ -82,6 +82,7 @@ pub(crate) fn flush(env: Env) {
         Some(())
       });
       if ready.is_some() {
+        crate::debug::debug!("batch: {len} reports through one JS loop");
         let _hint = ThisHint::keep();
         if let js::Called::Threw(e) = js::call_plain(env, js::undefined(env), f, &[js::uint(env, len as u32)]) {
           js::fatal_exception(env, e);

@@ -27,20 +27,28 @@ const NAPI: u8 = 2;
 
 static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// Whether `obj` (an object) and `other` (any value) are the same value.
+/// Whether `obj` (an object) and `other` (any value) are the same value. Both must be values of a
+/// handle scope that is still open (or arguments of the native call in progress), as for any
+/// Node-API call.
 #[inline]
 pub(crate) fn same_object(env: Env, obj: Value, other: Value) -> bool {
   if obj.is_null() || other.is_null() {
     return false;
   }
   match MODE.load(Ordering::Relaxed) {
-    // SAFETY: both are live handles of the current scope (checked above to be non-null); in RAW
-    // mode a handle is the address of its slot (checked by `probe`).
-    RAW => unsafe { slot(obj) == slot(other) },
+    // SAFETY: both are non-null values of an open scope (the caller's precondition); in RAW mode
+    // such a value is the address of a slot that holds the value (checked by `probe`).
+    RAW => unsafe { handle_word(obj) == handle_word(other) },
     NAPI => js::strict_equals(env, obj, other),
     _ => {
       // `BUNNET_STRICT_EQUALS=1` keeps the Node-API comparison (the tests run both).
-      let mode = if std::env::var_os("BUNNET_STRICT_EQUALS").is_some_and(|v| v == "1") { NAPI } else { probe(env) };
+      let mut mode = if std::env::var_os("BUNNET_STRICT_EQUALS").is_some_and(|v| v == "1") { NAPI } else { probe(env) };
+      // The probe's values are handles; a method's `this` comes from the call's own arguments:
+      // the first comparison is made both ways too.
+      // SAFETY: as above; the probe found values to be slot addresses.
+      if mode == RAW && unsafe { handle_word(obj) == handle_word(other) } != js::strict_equals(env, obj, other) {
+        mode = NAPI;
+      }
       crate::debug::debug!("identity: {}", if mode == RAW { "handle slots compared" } else { "napi_strict_equals" });
       MODE.store(mode, Ordering::Relaxed);
       same_object(env, obj, other)
@@ -48,7 +56,8 @@ pub(crate) fn same_object(env: Env, obj: Value, other: Value) -> bool {
   }
 }
 
-unsafe fn slot(v: Value) -> usize {
+/// The word a value's handle slot holds (RAW mode: the tagged address of the value).
+unsafe fn handle_word(v: Value) -> usize {
   *(v as *const usize)
 }
 
@@ -62,8 +71,9 @@ fn probe(env: Env) -> u8 {
   if [a, b, a1, a2].iter().any(|v| v.is_null()) || a1 == a2 {
     return NAPI;
   }
-  // SAFETY: non-null handles of this scope.
-  let raw_same = unsafe { slot(a1) == slot(a2) && slot(a) == slot(a1) && slot(a) != slot(b) };
+  // SAFETY: non-null handles of this open scope; if they are not slot addresses (see above), the
+  // word read is the first of a live object, still readable.
+  let raw_same = unsafe { handle_word(a1) == handle_word(a2) && handle_word(a) == handle_word(a1) && handle_word(a) != handle_word(b) };
   let napi_same = js::strict_equals(env, a1, a2) && js::strict_equals(env, a, a1) && !js::strict_equals(env, a, b);
   if raw_same && napi_same {
     RAW
