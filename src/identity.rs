@@ -2,7 +2,8 @@
 //!
 //! A socket method called from the socket's own handler checks that `this` is the socket the
 //! handler was given (`socket::ThisHint`), and any other call checks that the object found through
-//! the hidden index is `this` (`class.rs`): twice per `write()`. `napi_strict_equals` is one of the
+//! the hidden index is `this` (`class.rs`): twice per `write()`; `connect()` compares its handler
+//! array and functions with the previous set's (`handlers.rs`). `napi_strict_equals` is one of the
 //! Node-API calls with the full preamble (a `v8::TryCatch` set up and torn down, the pending
 //! exception and the environment's `can_call_into_js` checked) around a comparison of two words.
 //!
