@@ -48,7 +48,7 @@ test('sockets are made the same after user code changes Object.prototype, Object
     data: { side: 'client' },
     keys: ['data'],
     spreadSymbols: 0,
-    symbolDescriptor: { writable: false, enumerable: false, configurable: false },
+    ownKeys: ['data'],
     dataDescriptor: { writable: true, enumerable: true, configurable: true },
     sawSymbol: false,
     assigned: 'changed',

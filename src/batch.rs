@@ -30,7 +30,6 @@ use crate::handlers::Handlers;
 use crate::js::{self, Env, HandleScope, Value};
 use crate::poller::Ready;
 use crate::readbuf::{self, Chunk, Read};
-use crate::socket::ThisHint;
 
 /// Fields of the shared `Int32Array`: where the handler is (registry chunk, slot), the slab's
 /// generation, the chunk's offset and length.
@@ -83,7 +82,6 @@ pub(crate) fn flush(env: Env) {
       });
       if ready.is_some() {
         crate::debug::debug!("batch: {len} reports through one JS loop");
-        let _hint = ThisHint::keep();
         if let js::Called::Threw(e) = js::call_plain(env, js::undefined(env), f, &[js::uint(env, len as u32)]) {
           js::fatal_exception(env, e);
         }
@@ -145,7 +143,6 @@ fn step(env: Env) -> Option<Value> {
       // that closure can reach (never detached).
       unsafe { ptr::copy_nonoverlapping(fields.as_ptr(), m, FIELDS) };
       QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.current = Some((conn.clone(), h))).ok());
-      ThisHint::conn(&conn);
       Some(socket)
     }
     r => {

@@ -319,7 +319,6 @@ pub(crate) fn routed(conn: &Conn, h: Rc<Handlers>) -> Rc<Handlers> {
 pub(crate) fn emit(env: Env, conn: &Conn, ev: Event, args: &[Value]) -> Option<Called> {
   let h = conn.handlers()?;
   let socket = conn.socket(env)?;
-  let _hint = crate::socket::ThisHint::enter(socket, conn);
   let called = invoke(env, &h, ev, socket, args)?;
   if let Called::Threw(e) = called {
     route_error(env, &routed(conn, h), socket, e);
@@ -340,7 +339,6 @@ pub(crate) fn call_routed(env: Env, h: &Handlers, ev: Event, socket: Value, args
 pub(crate) fn emit_open(env: Env, conn: &Conn) {
   let Some(h) = conn.handlers() else { return };
   let Some(socket) = conn.socket(env) else { return };
-  let _hint = crate::socket::ThisHint::enter(socket, conn);
   let failed = match invoke(env, &h, Event::Open, socket, &[]) {
     Some(Called::Threw(e)) => Some(e),
     Some(Called::Returned(v)) if js::is_error(env, v) => Some(v),

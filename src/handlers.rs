@@ -296,7 +296,7 @@ impl Handlers {
     check_mask(mask).map_err(refused)?;
     let binary_type = parse_binary_type(env, binary_type).map_err(refused)?;
     let last = LAST.with(|l| l.borrow().as_ref().filter(|h| h.mask == mask && h.binary_type == binary_type).cloned());
-    if let Some(last) = last.filter(|h| h.array(env).is_some_and(|a| crate::identity::same_object(env, a, arr))) {
+    if let Some(last) = last.filter(|h| h.array(env).is_some_and(|a| js::strict_equals(env, a, arr))) {
       return Ok(last);
     }
     Self::store(env, arr, mask, binary_type)
@@ -319,11 +319,7 @@ impl Handlers {
       return false;
     }
     let Some(arr) = self.array(env) else { return false };
-    found
-      .iter()
-      .enumerate()
-      .filter(|(_, f)| !f.is_null())
-      .all(|(e, f)| js::element(env, arr, e as u32).is_some_and(|v| crate::identity::same_object(env, *f, v)))
+    found.iter().enumerate().filter(|(_, f)| !f.is_null()).all(|(e, f)| js::element(env, arr, e as u32).is_some_and(|v| js::strict_equals(env, *f, v)))
   }
 
   /// Where the `data` handler's set is, if the handler is given: the registry chunk and the

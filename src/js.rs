@@ -156,7 +156,7 @@ struct Keys {
   env: Env,
   array: sys::napi_ref,
   /// Index in `array` by the key's address and length (`&'static str`: literals; a literal that
-  /// appears twice may get two entries, which is harmless; `hidden_symbol` uses length `MAX`).
+  /// appears twice may get two entries, which is harmless).
   index: FastMap<(usize, usize), u32>,
 }
 
@@ -176,17 +176,6 @@ pub(crate) fn teardown_keys() {
 /// The property key `key` (falls back to a fresh string if the cache is unavailable).
 pub(crate) fn key(env: Env, key: &'static str) -> Value {
   cached(env, (key.as_ptr() as usize, key.len()), || string(env, key)).unwrap_or_else(|| string(env, key))
-}
-
-/// This environment's symbol for the table index of bunnet's class instances (`class.rs`), made
-/// once and kept with the keys.
-pub(crate) fn hidden_symbol(env: Env) -> Option<Value> {
-  static ID: u8 = 0;
-  cached(env, (&ID as *const u8 as usize, usize::MAX), || {
-    let mut v = ptr::null_mut();
-    unsafe { sys::napi_create_symbol(env, string(env, "bunnet"), &mut v) };
-    v
-  })
 }
 
 /// The value kept under `id` in this environment's key array, made by `make` the first time.

@@ -33,7 +33,7 @@
 //!   handlers, `config`, `verify`, `cert`, `errors`, `session` resumption, `watch`/`keys` for
 //!   Finished messages and tickets off the wire)
 //! - `fdio`: `send`/`recv` on an fd; `sockopt`: socket2 helpers; `uv`: libuv FFI; `js`: raw
-//!   Node-API helpers; `identity`: whether two handles name one object; `calls`: calling JS from
+//!   Node-API helpers; `calls`: calling JS from
 //!   the reactor (top-level mode, tick draining, promise settling); `error`: JS errors
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -52,7 +52,6 @@ mod error;
 mod fdio;
 mod handler_ref;
 mod handlers;
-mod identity;
 mod js;
 mod linger;
 mod listener;

@@ -135,7 +135,6 @@ pub(crate) fn read_on(env: Env, conn: &Conn, hup: bool, h: Rc<Handlers>, r: Read
     match r {
       Read::Data(chunk, full) => {
         if let Some(socket) = conn.socket(env) {
-          let _hint = crate::socket::ThisHint::enter(socket, conn);
           if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
             route_error(env, &routed(conn, h), socket, e);
           }

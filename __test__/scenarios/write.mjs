@@ -214,9 +214,9 @@ export async function endDeliversTheWholeFinalChunk(t) {
   t.true(Buffer.concat(chunks).equals(big))
 }
 
-// Several sockets' data in one wake-up are delivered from one JS loop (src/batch.rs), where a
-// method of the socket being handled finds its native side by comparing `this` with that socket
-// (src/socket.rs ThisHint, src/identity.rs). Each server handler of such a round writes to its
+// Several sockets' data in one wake-up are delivered from one JS loop (src/batch.rs), and each
+// method finds its native side through its receiver's private index (src/class.rs). Each server
+// handler of such a round writes to its
 // own socket, to another one and through an inherited receiver: every byte must reach the socket
 // it was written to, and the inherited receiver must be refused.
 export async function writesFromOneRoundReachTheirOwnSockets(t) {

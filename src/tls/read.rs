@@ -228,7 +228,6 @@ fn deliver_plaintext(env: Env, c: &Conn) {
     match r {
       Read::Data(chunk, _) => {
         if let Some(socket) = c.socket(env) {
-          let _hint = crate::socket::ThisHint::enter(socket, c);
           if let Some(Called::Threw(e)) = readbuf::deliver(env, &h, socket, chunk) {
             conn::route_error(env, &conn::routed(c, h), socket, e);
           }
