@@ -50,8 +50,18 @@ test('sockets are made the same after user code changes Object.prototype, Object
     spreadSymbols: 0,
     ownKeys: ['data'],
     dataDescriptor: { writable: true, enumerable: true, configurable: true },
-    sawSymbol: false,
+    defines: 0,
     assigned: 'changed',
   }
   t.deepEqual(JSON.parse(stdout), { withGetter: socket, withAttributes: socket })
+})
+
+test('globals replaced before bunnet loads catch nothing that makes a foreign object a socket', async (t) => {
+  const { stdout } = await run(process.execPath, [fixture('preload-tamper.mjs')], { timeout: 60000 })
+  const out = JSON.parse(stdout)
+  t.is(out.echoed, 'ping')
+  // the replaced globals did see bunnet's prototypes and constructors (so the check has material)
+  t.true(out.caught > 0)
+  t.deepEqual(out.leakedNatives, [])
+  t.deepEqual(out.forged, [])
 })

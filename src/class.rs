@@ -112,10 +112,16 @@ thread_local! {
 /// `[[Prototype]]` is `Object.prototype`, as for a plain object.
 fn class_source(members: &[(&str, bool)]) -> Option<String> {
   use std::fmt::Write;
-  let mut s = String::from("(function (natives, name) {\n'use strict'\nconst token = {}\nconst define = Object.defineProperty\n");
+  // The natives come in as parameters (an array would be filled by `[[Set]]`, which a setter on
+  // `Array.prototype` installed before bunnet loads could watch), and `Brand` is never handed to
+  // anything: `P.constructor` is deleted (an operator) before the first call of a global, so
+  // that a replaced `Object.defineProperty` or `Object.setPrototypeOf` cannot stamp a foreign
+  // object with an index.
+  let mut s = String::from("(function (name");
   for i in 0..members.len() {
-    writeln!(s, "const f{i} = natives[{i}]").ok()?;
+    write!(s, ", f{i}").ok()?;
   }
+  s.push_str(") {\n'use strict'\nconst token = {}\n");
   s.push_str("class Stamp { constructor(o) { return o } }\nlet pending\nclass Data extends Stamp { data = pending }\n");
   s.push_str("class Brand extends Stamp {\n#i\nconstructor(o, i) { super(o); this.#i = i }\n");
   let key = |argc: &str| format!("(typeof this === 'object' && this !== null && #i in this ? this.#i * 4 + ({argc} < 3 ? {argc} : 3) : -1)");
@@ -131,11 +137,13 @@ fn class_source(members: &[(&str, bool)]) -> Option<String> {
     }
   }
   s.push_str(
-    "}\nconst P = Brand.prototype\nObject.setPrototypeOf(P, Object.prototype)\n\
+    "}\nconst P = Brand.prototype\ndelete P.constructor\n\
+     const define = Object.defineProperty\n\
+     Object.setPrototypeOf(P, Object.prototype)\n\
      const C = function (t, i, data) {\n\
        if (t !== token) { const e = new TypeError('Illegal constructor'); e.code = 'ERR_ILLEGAL_CONSTRUCTOR'; throw e }\n\
        new Brand(this, i)\n\
-       if (data !== undefined) { pending = data; new Data(this); pending = undefined }\n\
+       if (data !== undefined) { pending = data; try { new Data(this) } finally { pending = undefined } }\n\
      }\n\
      define(C, 'name', { __proto__: null, value: name })\n\
      define(C, 'length', { __proto__: null, value: 0 })\n\
@@ -259,18 +267,17 @@ pub(crate) fn define<T: Class>(env: Env) -> napi::Result<Value> {
   }
   let members: Vec<(&str, Method<T>, bool)> =
     T::METHODS.iter().chain(T::MORE_METHODS.iter()).map(|(n, f)| (*n, *f, false)).chain(T::GETTERS.iter().map(|(n, f)| (*n, *f, true))).collect();
-  let mut natives = ptr::null_mut();
-  js::check(unsafe { sys::napi_create_array_with_length(env, members.len(), &mut natives) }).map_err(|_| crate::error::pending())?;
-  for (i, (name, f, _)) in members.iter().enumerate() {
+  let mut args = vec![js::string(env, T::NAME)];
+  for (name, f, _) in &members {
     let mut native = ptr::null_mut();
     // SAFETY: `call::<T>` reads `data` back as the `Method<T>` it is.
     let st = unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(call::<T>), *f as *mut c_void, &mut native) };
     js::check(st).map_err(|_| crate::error::pending())?;
-    js::check(unsafe { sys::napi_set_element(env, natives, i as u32, native) }).map_err(|_| crate::error::pending())?;
+    args.push(native);
   }
   let names: Vec<(&str, bool)> = members.iter().map(|(n, _, getter)| (*n, *getter)).collect();
   let src = class_source(&names).ok_or_else(crate::error::pending)?;
-  let made = js::from_script(env, &src, &[natives, js::string(env, T::NAME)]).map_err(|_| crate::error::pending())?;
+  let made = js::from_script(env, &src, &args).map_err(|_| crate::error::pending())?;
   let (ctor, token) = (js::element(env, made, 0), js::element(env, made, 1));
   let (Some(ctor), Some(token)) = (ctor, token) else { return Err(crate::error::pending()) };
   let token = js::reference(env, token).map_err(|_| crate::error::pending())?;

@@ -198,6 +198,12 @@ export async function classesCannotBeMisused(t) {
   t.is(Object.getPrototypeOf(Socket.prototype), Object.prototype)
   t.is(Object.getPrototypeOf(SocketListener.prototype), Object.prototype)
   t.throws(() => SocketListener.prototype.stop.call(Object.create(l)), { instanceOf: TypeError, message: /Illegal invocation/ })
+  t.throws(() => Socket.prototype.write.call(new Proxy(s, {}), 'x'), { instanceOf: TypeError, message: /Illegal invocation/ })
+  // the argument count reaches the native side: a missing argument and a passed `undefined` differ,
+  // and arguments past the third are ignored
+  t.throws(() => s.timeout(), { message: 'Expected 1 argument, got 0' })
+  t.is(s.timeout(undefined), undefined)
+  t.is(Reflect.apply(Socket.prototype.write, s, ['abcd', 1, 2, 'extra']), 2)
   t.is(Socket.prototype.write.call(s, 'ok'), 2)
   t.is(s.write('ok'), 2)
 }
