@@ -38,7 +38,13 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// previous array again, so connections made with one handler object share one set. That array
 /// is kept in `cache` (see `handlers::js_cache`), which the native side empties when its own
 /// last set is another one, so the cache never keeps functions alive that bunnet let go.
+///
+/// With the handlers checked, a call whose `unix` is `undefined`, `hostname` a non-empty string
+/// and `port` a number is recorded as the last target (`options::TARGET_RECORDED`), and one whose
+/// two values are the very ones of the last recorded call says so (`options::TARGET_SAME`): the
+/// native side then reuses that call's parsed target (see `options::target_of`).
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
+  let key_index = |k: &str| options::OPTION_KEYS.iter().position(|o| *o == k).unwrap_or(usize::MAX);
   // Locals in read order: `a<i>` the options, `h<i>` the handlers.
   let opts: Vec<String> =
     options::OPTION_KEYS.iter().enumerate().map(|(i, k)| if *k == "socket" { format!("a{i} = s") } else { format!("a{i} = o.{k}") }).collect();
@@ -53,15 +59,22 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   // With a `connectError` handler the promise counts as handled (its rejection goes unreported),
   // as in Bun: marked here with a `catch` on the JS side, which the native path does itself.
   let src = format!(
-    "'use strict'; ((native, cache) => {{ const noop = () => {{}}; return function connect(o) {{ \
+    "'use strict'; ((native, cache) => {{ const noop = () => {{}}, target = [undefined, undefined]; return function connect(o) {{ \
      if (typeof o !== 'object' || o === null || Array.isArray(o)) return native(o); const s = o.socket; \
      if (typeof s !== 'object' || s === null) return native(o); const {opts}, {hs}; \
      let m = 0, ok = !Array.isArray(s), a; {types} if (ok) {{ m |= {checked}; const last = cache[0]; \
-     if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n} }} }} \
+     if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n} }} \
+     if (a{iu} === undefined && typeof a{ih} === 'string' && a{ih} !== '' && typeof a{ip} === 'number') {{ m |= {recorded}; \
+     if (target[0] === a{ih} && target[1] === a{ip}) m |= {same_target}; target[0] = a{ih}; target[1] = a{ip} }} else target[0] = undefined }} \
      const p = native(o, {args}, a, m); if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
     opts = opts.join(", "),
     hs = hs.join(", "),
     checked = crate::handlers::CHECKED,
+    recorded = options::TARGET_RECORDED,
+    iu = key_index("unix"),
+    ih = key_index("hostname"),
+    ip = key_index("port"),
+    same_target = options::TARGET_SAME,
     types = types.join(" "),
     same = same.join(" && "),
     fns = fns.join(", "),

@@ -406,11 +406,13 @@ fn check_mask(mask: u16) -> Result<(), Option<ArgError>> {
 
 /// The handler array and mask that `connect()`'s JS passes after the handler values (see
 /// [`Handlers::from_js_with`]), if it checked them (the mask carries [`CHECKED`]).
-pub(crate) fn prechecked(env: Env, pre: &[Value]) -> Option<(Value, u16)> {
+/// The third value is the whole mask word, whose bits above [`CHECKED`] say more about the call
+/// (see `options::TARGET_RECORDED`).
+pub(crate) fn prechecked(env: Env, pre: &[Value]) -> Option<(Value, u16, u32)> {
   let (arr, mask) = (*pre.get(COUNT + 1)?, *pre.get(COUNT + 2)?);
   let mut m = 0u32;
   js::check(unsafe { sys::napi_get_value_uint32(env, mask, &mut m) }).ok()?;
-  (m & CHECKED != 0).then_some((arr, (m & ((1 << COUNT) - 1)) as u16))
+  (m & CHECKED != 0).then_some((arr, (m & ((1 << COUNT) - 1)) as u16, m))
 }
 
 fn parse_binary_type(env: Env, v: Value) -> Result<BinaryType, Option<ArgError>> {

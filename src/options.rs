@@ -96,7 +96,7 @@ impl<'a> Preread<'a> {
   /// The handler array and mask, if the JS fast path checked the options and handler objects
   /// (objects, not arrays) and the handler types, and made the array (see
   /// [`Handlers::from_js_with`]).
-  fn checked(self, env: Env) -> Option<(Value, u16)> {
+  fn checked(self, env: Env) -> Option<(Value, u16, u32)> {
     self.handlers().and_then(|h| crate::handlers::prechecked(env, h))
   }
 }
@@ -109,6 +109,11 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   use sys::ValueType as T;
   let prechecked = pre.checked(env);
   let checked = prechecked.is_some();
+  let bits = prechecked.map_or(0, |(_, _, m)| m);
+  let prechecked = prechecked.map(|(arr, mask, _)| (arr, mask));
+  // Taken out before anything can fail, so a call refused before its target was parsed leaves
+  // no target behind that the JS did not record.
+  let last = if bits & TARGET_RECORDED != 0 { LAST_TARGET.with(|l| l.try_borrow_mut().ok().and_then(|mut l| l.take())) } else { None };
   let options = match options {
     Some(o) if checked || matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
     _ => {
@@ -124,7 +129,7 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
     return Err(ArgError::type_error("SocketOptions.socket is required").into());
   }
   let handlers = Handlers::from_js_with(env, socket, pre.handlers(), prechecked).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
-  let target = parse_target(env, options, pre)?;
+  let target = target_of(env, options, pre, bits, last)?;
   let tls = parse_tls(env, pre.option(env, options, "tls")?)?;
   let allow_half_open = parse_bool(env, options, "allowHalfOpen", pre)?;
   let exclusive = parse_bool(env, options, "exclusive", pre)?;
@@ -151,6 +156,34 @@ fn given(env: Env, v: Value) -> bool {
     T::napi_object | T::napi_function | T::napi_symbol | T::napi_external => true,
     _ => js::truthy(env, v),
   }
+}
+
+/// Mask bits from `connect()`'s JS (see `connect::js_function`): `unix` is `undefined`,
+/// `hostname` a non-empty string and `port` a number, and the JS remembered them as the last
+/// target; with [`TARGET_SAME`] they are the very values of its previous call.
+pub(crate) const TARGET_RECORDED: u32 = 1 << 17;
+pub(crate) const TARGET_SAME: u32 = 1 << 18;
+
+thread_local! {
+  /// The target of the last call with [`TARGET_RECORDED`], if it parsed; every such call takes
+  /// it out on entry, so it is there only when the JS's record of that call is the latest.
+  static LAST_TARGET: std::cell::RefCell<Option<Target>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`parse_target`], or for a call whose `hostname` and `port` are the same primitive values as
+/// the previous call's (so their coercion and checks come out the same), that call's result
+/// (`last`): connection churn to one address skips four string calls, an allocation and the
+/// port's coercion per `connect()`.
+fn target_of(env: Env, options: Value, pre: Preread, bits: u32, last: Option<Target>) -> Result<Target, Invalid> {
+  let target = match last {
+    Some(t) if bits & TARGET_SAME != 0 => Ok(t),
+    _ => parse_target(env, options, pre),
+  };
+  if bits & TARGET_RECORDED != 0 {
+    let kept = target.as_ref().ok().cloned();
+    LAST_TARGET.with(|l| l.try_borrow_mut().map(|mut l| *l = kept).ok());
+  }
+  target
 }
 
 fn parse_target(env: Env, options: Value, pre: Preread) -> Result<Target, Invalid> {

@@ -259,3 +259,46 @@ export async function unixListenerWithAFullQueueRefuses(t) {
   t.true(codes.length > 0, 'some connect was refused')
   t.deepEqual([...new Set(codes)], ['ECONNREFUSED'])
 }
+
+// Successive connects to the same hostname and port reuse the previous call's parsed target;
+// whatever comes in between (another address, a refused port, a call refused before its target
+// was read, an invalid port) must still send each call where its own options say.
+export async function repeatedTargetsGoWhereEachCallSays(t) {
+  const a = echoServer(t)
+  const b = echoServer(t)
+  const handlers = { data() {} }
+  const port = async (opts) => {
+    const s = await connect({ socket: handlers, ...opts })
+    const p = s.remotePort
+    s.end()
+    return p
+  }
+  const to = (l) => ({ hostname: '127.0.0.1', port: l.port })
+  t.is(await port(to(a)), a.port)
+  t.is(await port(to(a)), a.port)
+  t.is(await port(to(b)), b.port)
+  t.is(await port(to(a)), a.port)
+  // Refused by binaryType, which is checked before the target: the next call to b goes to b.
+  t.throws(() => connect({ ...to(b), socket: { data() {}, binaryType: 'blob' } }), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.is(await port(to(b)), b.port)
+  t.throws(() => connect({ hostname: '127.0.0.1', port: 70000, socket: handlers }), { instanceOf: RangeError })
+  t.throws(() => connect({ hostname: '127.0.0.1', port: 70000, socket: handlers }), { instanceOf: RangeError })
+  t.is(await port({ ...to(a), port: String(a.port) }), a.port)
+  t.is(await port(to(b)), b.port)
+  // A unix path in between, then the same TCP target again.
+  const dir = tempDir(t)
+  const u = listen({ unix: join(dir, 's.sock'), socket: { data() {} } })
+  t.teardown(() => u.stop(true))
+  const us = await connect({ unix: join(dir, 's.sock'), socket: handlers })
+  us.end()
+  t.is(await port(to(b)), b.port)
+  // A port nothing listens on, twice: refused both times.
+  const gone = listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const dead = gone.port
+  gone.stop(true)
+  for (let i = 0; i < 2; i++) {
+    const err = await connect({ hostname: '127.0.0.1', port: dead, socket: handlers }).catch((e) => e)
+    t.is(err.code, 'ECONNREFUSED')
+  }
+  t.is(await port(to(a)), a.port)
+}
