@@ -113,7 +113,11 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   let prechecked = prechecked.map(|(arr, mask, _)| (arr, mask));
   // Taken out before anything can fail, so a call refused before its target was parsed leaves
   // no target behind that the JS did not record.
-  let last = if bits & TARGET_RECORDED != 0 { LAST_TARGET.with(|l| l.try_borrow_mut().ok().and_then(|mut l| l.take())) } else { None };
+  let last = if bits & TARGET_RECORDED != 0 {
+    LAST_TARGET.with(|l| l.try_borrow_mut().ok().and_then(|mut l| l.take())).filter(|(e, _)| *e == env).map(|(_, t)| t)
+  } else {
+    None
+  };
   let options = match options {
     Some(o) if checked || matches!(js::type_of(env, o), T::napi_object | T::napi_function) => o,
     _ => {
@@ -166,8 +170,9 @@ pub(crate) const TARGET_SAME: u32 = 1 << 18;
 
 thread_local! {
   /// The target of the last call with [`TARGET_RECORDED`], if it parsed; every such call takes
-  /// it out on entry, so it is there only when the JS's record of that call is the latest.
-  static LAST_TARGET: std::cell::RefCell<Option<Target>> = const { std::cell::RefCell::new(None) };
+  /// it out on entry, so it is there only when the JS's record of that call is the latest. With
+  /// its environment: the JS's record is per environment.
+  static LAST_TARGET: std::cell::RefCell<Option<(Env, Target)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// [`parse_target`], or for a call whose `hostname` and `port` are the same primitive values as
@@ -180,7 +185,7 @@ fn target_of(env: Env, options: Value, pre: Preread, bits: u32, last: Option<Tar
     _ => parse_target(env, options, pre),
   };
   if bits & TARGET_RECORDED != 0 {
-    let kept = target.as_ref().ok().cloned();
+    let kept = target.as_ref().ok().map(|t| (env, t.clone()));
     LAST_TARGET.with(|l| l.try_borrow_mut().map(|mut l| *l = kept).ok());
   }
   target
