@@ -44,7 +44,8 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// two values are the very ones of the last recorded call says so (`options::TARGET_SAME`): the
 /// native side then reuses that call's parsed target (see `options::target_of`).
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
-  let key_index = |k: &str| options::OPTION_KEYS.iter().position(|o| *o == k).unwrap_or(usize::MAX);
+  let key_index = |k: &str| options::OPTION_KEYS.iter().position(|o| *o == k).ok_or_else(|| napi::Error::from_reason(format!("bunnet: no option key {k}")));
+  let (iu, ih, ip) = (key_index("unix")?, key_index("hostname")?, key_index("port")?);
   // Locals in read order: `a<i>` the options, `h<i>` the handlers.
   let opts: Vec<String> =
     options::OPTION_KEYS.iter().enumerate().map(|(i, k)| if *k == "socket" { format!("a{i} = s") } else { format!("a{i} = o.{k}") }).collect();
@@ -71,9 +72,6 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
     hs = hs.join(", "),
     checked = crate::handlers::CHECKED,
     recorded = options::TARGET_RECORDED,
-    iu = key_index("unix"),
-    ih = key_index("hostname"),
-    ip = key_index("port"),
     same_target = options::TARGET_SAME,
     types = types.join(" "),
     same = same.join(" && "),
