@@ -1,21 +1,27 @@
-//! The `data` events of one wake-up round, delivered from one JS call.
+//! The `data` events of a wake-up, delivered from one JS call.
 //!
 //! Calling into JS from native code (`napi_call_function`: a `TryCatch`, the context, V8's
 //! `Invoke` and `JSEntry`) is the largest user-space cost of a small `data` event after the
-//! kernel's (~3 % of in-process ping-pong cycles). When a round has several readiness reports that
-//! need nothing but a read whose chunk goes to `data` ([`crate::conn::plain_read`]), they are
-//! queued instead, and one JS loop (`bunnetBatch`) takes them in order: for each it calls the
-//! native `step()`, which makes that socket's read right then (nothing is read ahead, so a
-//! handler that pauses, closes or reloads another socket of the round sees exactly what it would
-//! see without the loop) and returns the socket, with where its handler and chunk are written
-//! into a shared `Int32Array`; the loop calls the handler with a `Buffer` view of the chunk and
-//! runs the tick queue, as the one-event trampoline does (`readbuf`). A JS-to-native call is much
-//! cheaper than the other direction, and no argument values are made per event.
+//! kernel's: ~1 µs on the critical path of a wake-up with peers in another process (cold caches),
+//! ~3 % of in-process ping-pong cycles. When a round of a wake-up has a readiness report that
+//! needs nothing but a read whose chunk goes to `data` ([`crate::conn::plain_read`]), all its
+//! reports are queued instead, and one JS loop (`bunnetBatch`) takes them in order: for each it
+//! calls the native `step()`, which makes that socket's read right then (nothing is read ahead,
+//! so a handler that pauses, closes or reloads another socket sees exactly what it would see
+//! without the loop) and returns the socket, with where its handler and chunk are written into a
+//! shared `Int32Array`; the loop calls the handler with a `Buffer` view of the chunk and runs the
+//! tick queue, as the one-event trampoline does (`readbuf`). A JS-to-native call is much cheaper
+//! than the other direction, and no argument values are made per event.
 //!
-//! Anything else a queued socket needs by the time its turn comes (a full read, the end of the
-//! stream, an error, a TLS start, a drain owed) is handled by `step()` the usual way, at top
-//! level, so the order of events is the same as without the loop. A round with one such report
-//! (the common case with peers in other processes) takes the usual path.
+//! Once through the queue, `step()` runs the wake-up's next round itself
+//! ([`wakeup::advance`]: a re-poll, or a wait in libuv's set), whose reports are queued too, and
+//! returns `undefined` only when the wake-up is over. So a wake-up that waits for its peer's
+//! answers (peers in another process) makes one call into JS, not one per event.
+//!
+//! Anything else a queued report needs by the time its turn comes (a full read, the end of the
+//! stream, an error, a TLS start, a drain owed, a connect, an accept, a linger flush) is handled
+//! by `step()` the usual way, at top level, so the order of events is the same as without the
+//! loop. A round with no such read, outside the loop, takes the usual path.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,6 +35,7 @@ use crate::conn::{self, Conn};
 use crate::handlers::Handlers;
 use crate::js::{self, Env, HandleScope, Value};
 use crate::poller::Ready;
+use crate::reactor::{wakeup, Entry};
 use crate::readbuf::{self, Chunk, Read};
 
 /// Fields of the shared `Int32Array`: where the handler is (registry chunk, slot), the slab's
@@ -39,11 +46,13 @@ thread_local! {
   /// This env's loop function and the shared array's memory; `None` until first used, and a
   /// null reference for good when it cannot be made.
   static SHARED: Cell<Option<(Env, sys::napi_ref, *mut i32)>> = const { Cell::new(None) };
-  static QUEUE: RefCell<Queue> = const { RefCell::new(Queue { items: Vec::new(), gen: None, next: 0, top: None, current: None }) };
+  static QUEUE: RefCell<Queue> = const { RefCell::new(Queue::new()) };
+  /// Set while the JS loop runs.
+  static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
 struct Queue {
-  items: Vec<(Rc<Conn>, Ready)>,
+  items: Vec<(Entry, Ready)>,
   /// The slab generation the JS loop holds (it asks `slab()` for a new one).
   gen: Option<u32>,
   /// The next item `step()` takes.
@@ -54,24 +63,57 @@ struct Queue {
   current: Option<(Rc<Conn>, Rc<Handlers>)>,
 }
 
-/// Queues a report [`conn::plain_read`] accepted; [`flush`] delivers it.
-pub(crate) fn push(conn: Rc<Conn>, ready: Ready) {
+impl Queue {
+  const fn new() -> Self {
+    Queue { items: Vec::new(), gen: None, next: 0, top: None, current: None }
+  }
+}
+
+/// Queues a report; [`flush`] delivers it.
+pub(crate) fn push(entry: Entry, ready: Ready) {
   QUEUE.with(|q| {
     if let Ok(mut q) = q.try_borrow_mut() {
-      q.items.push((conn, ready));
+      q.items.push((entry, ready));
     }
   });
 }
 
-/// Delivers the queued reports, in order: through the JS loop when there are two or more and
-/// handlers run at top level with the tick trampoline, else (and for any the loop did not reach)
-/// one by one.
+/// What a nested event loop's wake-up (run by a handler) sets aside: the queue and whether the
+/// loop runs; [`resume`] puts them back.
+pub(crate) struct Suspended(Option<(Queue, bool)>);
+
+pub(crate) fn suspend() -> Suspended {
+  let queue = QUEUE.with(|q| q.try_borrow_mut().ok().filter(|q| !q.items.is_empty() || q.top.is_some()).map(|mut q| std::mem::replace(&mut *q, Queue::new())));
+  Suspended(queue.map(|q| (q, RUNNING.with(|r| r.replace(false)))))
+}
+
+pub(crate) fn resume(s: Suspended) {
+  if let Some((queue, running)) = s.0 {
+    QUEUE.with(|q| q.try_borrow_mut().map(|mut q| *q = queue).ok());
+    RUNNING.with(|r| r.set(running));
+  }
+}
+
+/// Whether the JS loop is running (its `step()` queues a round's reports as they come).
+pub(crate) fn running() -> bool {
+  RUNNING.with(Cell::get)
+}
+
+/// Whether queued reports would go through the JS loop (handlers run at top level with the tick
+/// trampoline, and the loop could be made).
+pub(crate) fn usable(env: Env) -> bool {
+  js::ticking_top(env) && function(env).is_some()
+}
+
+/// Delivers the queued reports, in order: through the JS loop when handlers run at top level
+/// with the tick trampoline (the loop goes on with the wake-up's next rounds when through them,
+/// see `wakeup::advance`), else (and for any the loop did not reach) one by one.
 pub(crate) fn flush(env: Env) {
   let len = QUEUE.with(|q| q.try_borrow().map_or(0, |q| q.items.len()));
-  if len == 0 {
+  if len == 0 || running() {
     return;
   }
-  if len >= 2 && js::ticking_top(env) {
+  if js::ticking_top(env) {
     if let Some(f) = function(env) {
       let ready = QUEUE.with(|q| {
         let mut q = q.try_borrow_mut().ok()?;
@@ -82,7 +124,10 @@ pub(crate) fn flush(env: Env) {
       });
       if ready.is_some() {
         crate::debug::debug!("batch: {len} reports through one JS loop");
-        if let js::Called::Threw(e) = js::call_plain(env, js::undefined(env), f, &[js::uint(env, len as u32)]) {
+        RUNNING.with(|r| r.set(true));
+        let called = js::call_plain(env, js::undefined(env), f, &[]);
+        RUNNING.with(|r| r.set(false));
+        if let js::Called::Threw(e) = called {
           js::fatal_exception(env, e);
         }
       }
@@ -95,34 +140,58 @@ pub(crate) fn flush(env: Env) {
       q.next += 1;
       Some(item)
     });
-    let Some((conn, ready)) = item else { break };
+    let Some((entry, ready)) = item else { break };
     // Each its own handles, as a round gives every 16 events a scope.
-    let _hs = (len > 1).then(|| HandleScope::open(env));
-    conn::on_event(env, &conn, &ready);
+    let _hs = HandleScope::open(env);
+    wakeup::dispatch(env, entry, &ready);
   }
   clear();
 }
 
-/// `step()`: handles the next queued report; returns its socket when a chunk waits for `data`
-/// (described in the shared array), `undefined` when the report was handled here.
+/// `step()`: handles queued reports (and, once through them, the wake-up's next rounds) until one
+/// has a chunk for `data`: returns its socket (the chunk described in the shared array), or
+/// `undefined` when the wake-up is over.
 unsafe extern "C" fn step_cb(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
   crate::class::finish(env, catch_unwind(AssertUnwindSafe(|| Ok(step(env).unwrap_or(ptr::null_mut())))))
 }
 
 fn step(env: Env) -> Option<Value> {
-  let (conn, ready, top) = QUEUE.with(|q| {
-    let mut q = q.try_borrow_mut().ok()?;
-    let (conn, ready) = q.items.get(q.next).cloned()?;
-    q.next += 1;
-    q.current = None;
-    Some((conn, ready, q.top))
-  })?;
-  let _top = Reenter::enter(top);
-  if !conn::plain_read(&conn, &ready) {
-    conn::on_event(env, &conn, &ready);
-    return None;
+  loop {
+    let next = QUEUE.with(|q| {
+      let mut q = q.try_borrow_mut().ok()?;
+      let (entry, ready) = q.items.get(q.next).cloned()?;
+      q.next += 1;
+      q.current = None;
+      Some((entry, ready, q.top))
+    });
+    let Some((entry, ready, top)) = next else {
+      if wakeup::advance(env) {
+        continue;
+      }
+      return None;
+    };
+    let _top = Reenter::enter(top);
+    let conn = match entry {
+      Entry::Conn(c) if conn::plain_read(&c, &ready) => c,
+      entry => {
+        let _hs = HandleScope::open(env);
+        wakeup::dispatch(env, entry, &ready);
+        continue;
+      }
+    };
+    if let Some(socket) = read(env, &conn) {
+      return Some(socket);
+    }
   }
-  let (h, r) = conn::read_once(env, &conn)?;
+}
+
+/// The read of a report that needs nothing else: its socket when the chunk goes to `data` from
+/// the loop; otherwise whatever the read gave is handled here.
+///
+/// Its handles live in `step()`'s scope, which a wake-up's reads that end here (at most its event
+/// budget) share.
+fn read(env: Env, conn: &Rc<Conn>) -> Option<Value> {
+  let (h, r) = conn::read_once(env, conn)?;
   match r {
     Read::Data(Chunk::View { ab, off, len }, false) => {
       // No `data` handler, or no object (closing): the chunk is dropped, as `deliver` does.
@@ -133,7 +202,7 @@ fn step(env: Env) -> Option<Value> {
       if QUEUE.with(|q| q.try_borrow().map_or(true, |q| q.gen != Some(gen))) {
         // The loop will ask `slab()` for this slab: make sure it can be had, or deliver here.
         if readbuf::slab_now(env).is_none() {
-          conn::read_on(env, &conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
+          conn::read_on(env, conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
           return None;
         }
         QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.gen = Some(gen)).ok());
@@ -146,7 +215,7 @@ fn step(env: Env) -> Option<Value> {
       Some(socket)
     }
     r => {
-      conn::read_on(env, &conn, false, h, r);
+      conn::read_on(env, conn, false, h, r);
       None
     }
   }
@@ -208,8 +277,8 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
   // are captured once, as in `readbuf`'s one-event trampoline. A throw from the handler goes to
   // `fail` (Bun's routing); the tick queue's own throws are uncaught exceptions (`calls::tick_fn`).
   // Strict, so that no stack-trace API hands the function to user code (`getFunction()`).
-  let src = "'use strict'; (B, tick) => (dir, m, step, fail, slab) => function bunnetBatch(count) { let ab, gen; \
-    for (let k = 0; k < count; k++) { const s = step(); if (s === undefined) continue; \
+  let src = "'use strict'; (B, tick) => (dir, m, step, fail, slab) => function bunnetBatch() { let ab, gen; \
+    for (;;) { const s = step(); if (s === undefined) return; \
     if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
     try { dir[m[0]][m[1]][DATA].call(s, s, B.from(ab, m[3], m[4])) } catch (e) { fail(s, e) } tick() } }";
   let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env)?];

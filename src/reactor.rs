@@ -33,7 +33,7 @@ use crate::poller::{Poller, Raw};
 use crate::slab::Slab;
 use crate::uv;
 
-mod wakeup;
+pub(crate) mod wakeup;
 
 
 pub(crate) enum Entry {

@@ -117,10 +117,13 @@ export async function acceptedCoercions(t) {
   t.teardown(() => echo.stop(true))
   for (const tls of [{ ca: undefined }, { ca: [] }, { requestCert: false }, { secureOptions: 0 }, { lowMemoryMode: false }, { x: 1 }]) {
     const got = []
-    const c = await connect({ hostname: '127.0.0.1', port: echo.port, tls, socket: { data: (s, d) => got.push(String(d)) } })
+    let arrived
+    const echoed = new Promise((r) => (arrived = r))
+    const c = await connect({ hostname: '127.0.0.1', port: echo.port, tls, socket: { data: (s, d) => (got.push(String(d)), arrived()) } })
     t.is(c.getTLSVersion(), null, JSON.stringify(tls))
     c.write('plain')
-    await new Promise((r) => setTimeout(r, 30))
+    // Waits for the echo (a fixed 30 ms was too short on a loaded machine), or fails after 2 s.
+    await Promise.race([echoed, new Promise((r) => setTimeout(r, 2000))])
     t.deepEqual(got, ['plain'], JSON.stringify(tls))
     c.end()
   }
