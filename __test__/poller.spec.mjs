@@ -64,3 +64,34 @@ test("waiting for the next event inside the poll callback still counts as idle i
   t.true(got >= 20, `round trips: ${got}`)
   t.true(utilization < 0.5, `utilization ${utilization}`)
 })
+
+test('a timer a data handler starts fires on time while the wake-up waits for the next event', async (t) => {
+  // A wake-up waits in libuv's epoll set for its peer's next bytes, up to libuv's next timer, and
+  // decides how long only once the last round's handlers have run: a timer one of them starts
+  // must cut the wait short. The peer is another process, sending 30 bytes 40 ms apart; each
+  // `data` starts a 10 ms timer. Were the wait's length fixed before the handlers ran, the timer
+  // would fire only when the next byte ends the wait (~40 ms later).
+  const { spawn } = await import('node:child_process')
+  const { listen } = await import('../index.mjs')
+  const delays = []
+  const server = listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: {
+      data() {
+        const t0 = performance.now()
+        setTimeout(() => delays.push(performance.now() - t0), 10)
+      },
+    },
+  })
+  t.teardown(() => server.stop(true))
+  const peer = `const s = require('net').connect(${server.port}, '127.0.0.1', () => { let n = 0; const i = setInterval(() => { s.write('x'); if (++n === 30) { clearInterval(i); s.end() } }, 40) })`
+  const child = spawn(process.execPath, ['-e', peer], { stdio: 'ignore' })
+  await new Promise((r) => child.on('exit', r))
+  await new Promise((r) => setTimeout(r, 100))
+  t.true(delays.length >= 25, `timers fired: ${delays.length}`)
+  // With the wait's length fixed too early about every other timer fired ~40 ms late; a loaded
+  // machine may delay one or two on its own.
+  const late = delays.filter((d) => d >= 30)
+  t.true(late.length <= 2, `10 ms timers that took 30 ms or more: ${late.length} of ${delays.length} (${delays.map((d) => d.toFixed(0)).join(', ')})`)
+})
