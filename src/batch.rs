@@ -273,15 +273,15 @@ fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
   js::check(unsafe { sys::napi_create_typedarray(env, sys::TypedarrayType::int32_array, FIELDS, ab, 0, &mut m) }).ok()?;
   let native = |name, cb| js::native_function(env, name, cb).ok();
   let args = [dir, m, native("step", step_cb)?, native("fail", fail_cb)?, native("slab", slab_cb)?];
-  // `dir[m[0]][m[1]][DATA]` is the handler (see `Handlers::data_slot`); `Buffer` and the tick function
-  // are captured once, as in `readbuf`'s one-event trampoline. A throw from the handler goes to
+  // `dir[m[0]][m[1]][DATA]` is the handler (see `Handlers::data_slot`); the view maker and the tick
+  // function are captured once, as in `readbuf`'s one-event trampoline. A throw from the handler goes to
   // `fail` (Bun's routing); the tick queue's own throws are uncaught exceptions (`calls::tick_fn`).
   // Strict, so that no stack-trace API hands the function to user code (`getFunction()`).
-  let src = "'use strict'; (B, tick) => (dir, m, step, fail, slab) => function bunnetBatch() { let ab, gen; \
+  let src = "'use strict'; (V, tick) => (dir, m, step, fail, slab) => function bunnetBatch() { let ab, gen; \
     for (;;) { const s = step(); if (s === undefined) return; \
     if (m[2] !== gen || ab === undefined) { gen = m[2]; ab = slab() } \
-    try { dir[m[0]][m[1]][DATA].call(s, s, B.from(ab, m[3], m[4])) } catch (e) { fail(s, e) } tick() } }";
-  let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env)?];
+    try { dir[m[0]][m[1]][DATA].call(s, s, V(ab, m[3], m[4])) } catch (e) { fail(s, e) } tick() } }";
+  let captured = [readbuf::view_fn(env)?, crate::calls::tick_fn(env)?];
   let src = src.replace("[DATA]", &format!("[{}]", crate::handlers::DATA_INDEX));
   let maker = js::from_script(env, &src, &captured).ok()?;
   let mut f = ptr::null_mut();

@@ -76,16 +76,34 @@ pub(crate) enum Read {
   Stop,
 }
 
+/// A function `(ab, offset, length)` that makes the `Buffer` view of a chunk: a `new` of
+/// `Buffer[Symbol.species]` (Node's `FastBuffer`, the class `Buffer.from(ab, offset, length)` ends
+/// in, so the view is the same object) once a test view shows it makes Buffers, else
+/// `Buffer.from`. The offsets are the reader's own, always in range, so `Buffer.from`'s argument
+/// checks (among them a C++ call, `isAnyArrayBuffer`) are skipped: ~15 ns less per event.
+pub(crate) fn view_fn(env: Env) -> Option<Value> {
+  let src = "'use strict'; (B) => { let F = null; \
+    try { const f = B[Symbol.species]; if (typeof f === 'function' && Object.getPrototypeOf(new f(new ArrayBuffer(1), 0, 1)) === B.prototype) F = f } catch {} \
+    return F === null ? function bunnetView(ab, o, n) { return B.from(ab, o, n) } : function bunnetView(ab, o, n) { return new F(ab, o, n) } }";
+  let f = js::from_script(env, src, &[js::get(env, js::global(env), "Buffer").ok()?]);
+  if f.is_err() {
+    // A script that cannot run (e.g. with `Buffer` replaced by a throwing accessor) must not leave
+    // its exception for the next handler.
+    let _ = js::take_exception(env);
+  }
+  f.ok()
+}
+
 fn init(env: Env) -> Option<State> {
   // `c[i][D]` is the `data` handler in its registry chunk (see `Handlers::data_place`); `t`: called at
-  // top level, so run the tick queue after it (see `js::TopLevel`). `Buffer` is captured once:
-  // the global is an accessor in Node.
+  // top level, so run the tick queue after it (see `js::TopLevel`). The view maker is made once
+  // (`view_fn`; the `Buffer` global is an accessor in Node).
   // A throw from the handler skips the tick, as before; the tick queue's own throws are uncaught
   // exceptions, never the handler's (`calls::tick_fn`).
-  let src = "(B, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
-    const r = c[i][D].call(s, s, B.from(ab, o, n)); if (t) tick(); return r }";
+  let src = "(V, tick) => function bunnetData(c, i, s, ab, o, n, t) { \
+    const r = c[i][D].call(s, s, V(ab, o, n)); if (t) tick(); return r }";
   let src = src.replace("[D]", &format!("[{}]", crate::handlers::DATA_INDEX));
-  let captured = [js::get(env, js::global(env), "Buffer").ok()?, crate::calls::tick_fn(env).unwrap_or_else(|| js::undefined(env))];
+  let captured = [view_fn(env)?, crate::calls::tick_fn(env).unwrap_or_else(|| js::undefined(env))];
   let f = js::from_script(env, &src, &captured).ok()?;
   let trampoline = js::reference(env, f).ok()?;
   Some(State { env, slab: std::ptr::null_mut(), gen: 0, used: SLAB, trampoline, scratch: vec![0; CHUNK].into_boxed_slice(), spare: [std::ptr::null_mut(); 2] })
