@@ -3,8 +3,8 @@
 //! For the default `binaryType: "buffer"`, reads go straight into a shared 256 KiB JS
 //! ArrayBuffer (the slab) and the handler gets a `Buffer` view of its chunk, made in JS (`batch`'s
 //! loop or a tiny trampoline, with the class `Buffer.from(slab, offset, length)` ends in: see
-//! [`view_fn`]), as Node's own sockets hand out views of pooled memory. That saves the per-chunk malloc, backing-store registration and copy of
-//! `napi_create_buffer_copy`. `arraybuffer`/`uint8array` need standalone memory: those are read
+//! [`view_fn`]), as Node's own sockets hand out views of pooled memory. That saves the per-chunk
+//! malloc, backing-store registration and copy of `napi_create_buffer_copy`. `arraybuffer`/`uint8array` need standalone memory: those are read
 //! into a scratch buffer and copied once.
 //!
 //! The slab's pointer is re-read (and its attachment checked) right before every read, with no
