@@ -29,11 +29,15 @@ thread_local! {
   static TICKS: Cell<Option<(Env, [sys::napi_ref; TRAMPOLINES])>> = const { Cell::new(None) };
 }
 
-/// Fixed-arity trampolines for handlers called with 0–3 arguments, one for any count, and the
-/// tick queue runner (last).
-const TRAMPOLINES: usize = 6;
+/// Fixed-arity trampolines for handlers called with 0–3 arguments, one for any count, the
+/// handler-set callers for 1–4 arguments (see [`call_in_set`]), and the tick queue runner (last).
+const TRAMPOLINES: usize = 10;
 const TICK: usize = TRAMPOLINES - 1;
-const ANY_ARITY: usize = TICK - 1;
+const ANY_ARITY: usize = 4;
+/// The index of the handler-set caller for one argument (the others follow).
+const IN_SET: usize = ANY_ARITY + 1;
+/// The most arguments a handler-set caller passes on.
+const IN_SET_MAX: usize = 4;
 
 /// The trampolines of `env` (made on first use), if it has them.
 fn trampolines(env: Env) -> Option<[sys::napi_ref; TRAMPOLINES]> {
@@ -53,6 +57,10 @@ fn trampolines(env: Env) -> Option<[sys::napi_ref; TRAMPOLINES]> {
         function bunnetTop(f, t, a, b) { const r = f.call(t, a, b); try { raw() } catch (e) { fatal(e) } return r }, \
         function bunnetTop(f, t, a, b, c) { const r = f.call(t, a, b, c); try { raw() } catch (e) { fatal(e) } return r }, \
         function bunnetTop(f, t, ...a) { const r = f.apply(t, a); try { raw() } catch (e) { fatal(e) } return r }, \
+        function bunnetCall(k, c, i, e, t, a) { const r = c[i][e].call(t, a); if (k) { try { raw() } catch (e) { fatal(e) } } return r }, \
+        function bunnetCall(k, c, i, e, t, a, b) { const r = c[i][e].call(t, a, b); if (k) { try { raw() } catch (e) { fatal(e) } } return r }, \
+        function bunnetCall(k, c, i, e, t, a, b, d) { const r = c[i][e].call(t, a, b, d); if (k) { try { raw() } catch (e) { fatal(e) } } return r }, \
+        function bunnetCall(k, c, i, e, t, a, b, d, g) { const r = c[i][e].call(t, a, b, d, g); if (k) { try { raw() } catch (e) { fatal(e) } } return r }, \
         function bunnetTick() { try { raw() } catch (e) { fatal(e) } }] })";
       let fatal = native_function(env, "fatal", fatal_cb).ok()?;
       let arr = from_script(env, src, &[fatal]).ok()?;
@@ -192,6 +200,42 @@ pub(crate) fn call(env: Env, this: Value, f: Value, args: &[Value]) -> Called {
     }
     None => unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut ret) },
   };
+  if st == sys::Status::napi_ok {
+    return Called::Returned(ret);
+  }
+  match take_exception(env) {
+    Some(e) => Called::Threw(e),
+    None => Called::Unavailable,
+  }
+}
+
+/// Calls the function at `chunk[slot][index]` (a handler in its set, see `handlers`) with `this`,
+/// as [`call`] would call it: the function is read by a small JS caller, where element loads are
+/// far cheaper than two `napi_get_element`s, which then runs the tick queue if at top level.
+/// Without the callers (no `process._tickCallback`) or with more than four arguments, the
+/// function is read here and [`call`]ed.
+pub(crate) fn call_in_set(env: Env, chunk: Value, slot: u32, index: u32, this: Value, args: &[Value]) -> Called {
+  let caller = match trampolines(env) {
+    Some(refs) if (1..=IN_SET_MAX).contains(&args.len()) => deref(env, refs[IN_SET + args.len() - 1]).ok(),
+    _ => None,
+  };
+  let Some(caller) = caller else {
+    return match element(env, chunk, slot).and_then(|set| element(env, set, index)) {
+      Some(f) => call(env, this, f, args),
+      None => Called::Unavailable,
+    };
+  };
+  let top = TOP.with(|t| t.take());
+  let mut all = [ptr::null_mut(); 5 + IN_SET_MAX];
+  all[0] = crate::js::boolean(env, top.is_some());
+  all[1] = chunk;
+  all[2] = crate::js::number(env, f64::from(slot));
+  all[3] = crate::js::number(env, f64::from(index));
+  all[4] = this;
+  all[5..5 + args.len()].copy_from_slice(args);
+  let mut ret = ptr::null_mut();
+  let st = unsafe { sys::napi_call_function(env, this, caller, 5 + args.len(), all.as_ptr(), &mut ret) };
+  TOP.with(|t| t.set(top));
   if st == sys::Status::napi_ok {
     return Called::Returned(ret);
   }

@@ -289,12 +289,15 @@ impl Conn {
 
 /// Calls handler `ev` of `h` with `this = socket` and `(socket, ...args)`.
 pub(crate) fn invoke(env: Env, h: &Handlers, ev: Event, socket: Value, args: &[Value]) -> Option<Called> {
-  let f = h.get(env, ev)?;
+  if !h.has(ev) {
+    return None;
+  }
+  let (chunk, slot) = h.locate(env)?;
   let mut all = [std::ptr::null_mut(); 4];
   all[0] = socket;
   let n = args.len().min(3);
   all[1..=n].copy_from_slice(&args[..n]);
-  Some(js::call(env, socket, f, &all[..=n]))
+  Some(js::call_in_set(env, chunk, slot, ev as u32, socket, &all[..=n]))
 }
 
 /// Bun's rule for an exception thrown by a handler: the socket's `error` handler gets it; if

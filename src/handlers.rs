@@ -338,8 +338,8 @@ impl Handlers {
     self.has(Event::Data).then_some((self.base / CHUNK_SETS, self.base % CHUNK_SETS))
   }
 
-  /// This set's registry chunk and its slot there.
-  fn locate(&self, env: Env) -> Option<(Value, u32)> {
+  /// This set's registry chunk and its slot there (the set's array of functions, by `Event`).
+  pub(crate) fn locate(&self, env: Env) -> Option<(Value, u32)> {
     REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
   }
 
@@ -349,10 +349,6 @@ impl Handlers {
     js::element(env, chunk, i).filter(|v| !v.is_null())
   }
 
-  fn slot(&self, env: Env, e: usize) -> Option<Value> {
-    js::element(env, self.array(env)?, e as u32).filter(|v| !v.is_null())
-  }
-
   /// A set with no handlers (placeholder for closed stand-ins).
   pub(crate) fn empty() -> Rc<Handlers> {
     Rc::new(Handlers { base: u32::MAX, mask: 0, binary_type: BinaryType::Buffer })
@@ -360,14 +356,6 @@ impl Handlers {
 
   pub(crate) fn has(&self, e: Event) -> bool {
     self.mask & (1 << e as usize) != 0
-  }
-
-  /// The handler function for `e`, if the user gave one.
-  pub(crate) fn get(&self, env: Env, e: Event) -> Option<Value> {
-    if !self.has(e) {
-      return None;
-    }
-    self.slot(env, e as usize)
   }
 }
 

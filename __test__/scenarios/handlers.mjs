@@ -617,3 +617,73 @@ export async function aThrowAfterReloadGoesToTheNewErrorHandler(t) {
   await until(() => log.length === 4)
   t.deepEqual(log.sort(), ['new 0 after reload', 'new 1 after reload', 'new 2 after reload', 'new 3 after reload'])
 }
+
+export async function handlersGetTheSocketAsThisWithBunsArgumentCounts(t) {
+  // Each handler is called with `this` = the socket and as many arguments as Bun passes (a
+  // handler can see both); checked for every kind of call: top-level, from inside a method
+  // (`end()` reporting `close`), and for a throw routed to `error`.
+  const log = []
+  const rec = (side, name) =>
+    function (s) {
+      log.push(`${side} ${name} this=${this === s} n=${arguments.length}`)
+    }
+  const closed = deferred()
+  const l = server(t, {
+    open: rec('s', 'open'),
+    data(s) {
+      rec('s', 'data').apply(this, arguments)
+      s.end()
+    },
+    end: rec('s', 'end'),
+    close: rec('s', 'close'),
+  })
+  await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      open(s) {
+        rec('c', 'open').apply(this, arguments)
+        s.write('x')
+      },
+      data() {},
+      end(s) {
+        rec('c', 'end').apply(this, arguments)
+        s.end()
+      },
+      close(s) {
+        rec('c', 'close').apply(this, arguments)
+        closed.resolve()
+      },
+    },
+  })
+  await closed.promise
+  await connect({ hostname: '127.0.0.1', port: 1, socket: { data() {}, connectError: rec('c', 'connectError') } }).catch(() => {})
+  const thrown = deferred()
+  await connect({
+    hostname: '127.0.0.1',
+    port: l.port,
+    socket: {
+      open() {
+        throw new Error('boom')
+      },
+      data() {},
+      error: rec('c', 'error'),
+      close: () => thrown.resolve(),
+    },
+  }).catch(() => {})
+  await thrown.promise
+  await until(() => log.filter((l) => l.startsWith('s close')).length === 2)
+  t.deepEqual(log.sort(), [
+    'c close this=true n=2',
+    'c connectError this=true n=2',
+    'c end this=true n=1',
+    'c error this=true n=2',
+    'c open this=true n=1',
+    's close this=true n=2',
+    's close this=true n=2',
+    's data this=true n=2',
+    's end this=true n=1',
+    's open this=true n=1',
+    's open this=true n=1',
+  ])
+}
