@@ -225,24 +225,15 @@ pub(crate) fn call_in_set(env: Env, chunk: Value, slot: u32, index: u32, this: V
       None => Called::Unavailable,
     };
   };
-  let top = TOP.with(|t| t.take());
   let mut all = [ptr::null_mut(); 5 + IN_SET_MAX];
-  all[0] = crate::js::boolean(env, top.is_some());
+  all[0] = crate::js::boolean(env, at_top());
   all[1] = chunk;
   all[2] = crate::js::number(env, f64::from(slot));
   all[3] = crate::js::number(env, f64::from(index));
   all[4] = this;
   all[5..5 + args.len()].copy_from_slice(args);
-  let mut ret = ptr::null_mut();
-  let st = unsafe { sys::napi_call_function(env, this, caller, 5 + args.len(), all.as_ptr(), &mut ret) };
-  TOP.with(|t| t.set(top));
-  if st == sys::Status::napi_ok {
-    return Called::Returned(ret);
-  }
-  match take_exception(env) {
-    Some(e) => Called::Threw(e),
-    None => Called::Unavailable,
-  }
+  // The caller runs the tick queue itself when at top level (its first argument).
+  call_plain(env, this, caller, &all[..5 + args.len()])
 }
 
 /// Whether calls made now should run `process._tickCallback()` after the handler themselves (at
