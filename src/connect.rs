@@ -35,14 +35,17 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// else leaves the checks and their messages to the native side) and, when they pass, puts the
 /// functions in an array by `Event` with a mask of those given: the set is then one array (see
 /// `Handlers::from_js_with`). When every value is the one the previous call read, it passes the
-/// previous array again, so connections made with one handler object share one set. That array
+/// previous array again, so connections made with one handler object share one set; an array
+/// it made anew is flagged (`handlers::FRESH`), and is then never compared with the last set's. That array
 /// is kept in `cache` (see `handlers::js_cache`), which the native side empties when its own
 /// last set is another one, so the cache never keeps functions alive that bunnet let go.
 ///
 /// With the handlers checked, a call whose `unix` is `undefined`, `hostname` a non-empty string
-/// and `port` a number is recorded as the last target (`options::TARGET_RECORDED`), and one whose
-/// two values are the very ones of the last recorded call says so (`options::TARGET_SAME`): the
-/// native side then reuses that call's parsed target (see `options::target_of`).
+/// and `port` a number, or whose `unix` is a non-empty string, is recorded as the last target
+/// (`options::TARGET_RECORDED`), and one whose values are the very ones of the last recorded call
+/// (the same `hostname` and `port`, or the same `unix`, the port then recorded as `null`) says so
+/// (`options::TARGET_SAME`): the native side then reuses that call's parsed target (see
+/// `options::target_of`).
 pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let key_index = |k: &str| options::OPTION_KEYS.iter().position(|o| *o == k).ok_or_else(|| napi::Error::from_reason(format!("bunnet: no option key {k}")));
   let (iu, ih, ip) = (key_index("unix")?, key_index("hostname")?, key_index("port")?);
@@ -64,13 +67,16 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
      if (typeof o !== 'object' || o === null || Array.isArray(o)) return native(o); const s = o.socket; \
      if (typeof s !== 'object' || s === null) return native(o); const {opts}, {hs}; \
      let m = 0, ok = !Array.isArray(s), a; {types} if (ok) {{ m |= {checked}; const last = cache[0]; \
-     if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n} }} \
+     if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n}; m |= {fresh} }} \
      if (a{iu} === undefined && typeof a{ih} === 'string' && a{ih} !== '' && typeof a{ip} === 'number') {{ m |= {recorded}; \
-     if (target[0] === a{ih} && target[1] === a{ip}) m |= {same_target}; target[0] = a{ih}; target[1] = a{ip} }} else target[0] = undefined }} \
+     if (target[0] === a{ih} && target[1] === a{ip}) m |= {same_target}; target[0] = a{ih}; target[1] = a{ip} }} \
+     else if (typeof a{iu} === 'string' && a{iu} !== '') {{ m |= {recorded}; \
+     if (target[0] === a{iu} && target[1] === null) m |= {same_target}; target[0] = a{iu}; target[1] = null }} else target[0] = undefined }} \
      const p = native(o, {args}, a, m); if (typeof h{ce} === 'function') p.catch(noop); return p }} }})",
     opts = opts.join(", "),
     hs = hs.join(", "),
     checked = crate::handlers::CHECKED,
+    fresh = crate::handlers::FRESH,
     recorded = options::TARGET_RECORDED,
     same_target = options::TARGET_SAME,
     types = types.join(" "),

@@ -110,7 +110,7 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   let prechecked = pre.checked(env);
   let checked = prechecked.is_some();
   let bits = prechecked.map_or(0, |(_, _, m)| m);
-  let prechecked = prechecked.map(|(arr, mask, _)| (arr, mask));
+  let prechecked = prechecked.map(|(arr, mask, m)| (arr, mask, m & crate::handlers::FRESH != 0));
   // Taken out before anything can fail, so a call refused before its target was parsed leaves
   // no target behind that the JS did not record.
   let last = if bits & TARGET_RECORDED != 0 {
@@ -163,8 +163,9 @@ fn given(env: Env, v: Value) -> bool {
 }
 
 /// Mask bits from `connect()`'s JS (see `connect::js_function`): `unix` is `undefined`,
-/// `hostname` a non-empty string and `port` a number, and the JS remembered them as the last
-/// target; with [`TARGET_SAME`] they are the very values of its previous call.
+/// `hostname` a non-empty string and `port` a number, or `unix` is a non-empty string, and the JS
+/// remembered them as the last target; with [`TARGET_SAME`] they are the very values of its
+/// previous call.
 pub(crate) const TARGET_RECORDED: u32 = 1 << 17;
 pub(crate) const TARGET_SAME: u32 = 1 << 18;
 
@@ -175,11 +176,11 @@ thread_local! {
   static LAST_TARGET: std::cell::RefCell<Option<(Env, Target)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// [`parse_target`], or for a call whose `hostname` and `port` are the same primitive values as
-/// the previous call's (so their coercion and checks come out the same), that call's result
-/// (`last`): connection churn to one address skips the host's coercion and UTF-8 reads and the
-/// port's coercion and range checks per `connect()` (the host is still copied once, from the
-/// kept target).
+/// [`parse_target`], or for a call whose `hostname` and `port` (or `unix`) are the same primitive
+/// values as the previous call's (so their coercion and checks come out the same), that call's
+/// result (`last`): connection churn to one address skips the host's coercion and UTF-8 reads
+/// and the port's coercion and range checks per `connect()` (the host or path is still copied
+/// once, from the kept target).
 fn target_of(env: Env, options: Value, pre: Preread, bits: u32, last: Option<Target>) -> Result<Target, Invalid> {
   let target = match last {
     Some(t) if bits & TARGET_SAME != 0 => Ok(t),

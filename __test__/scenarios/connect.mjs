@@ -302,3 +302,33 @@ export async function repeatedTargetsGoWhereEachCallSays(t) {
   }
   t.is(await port(to(a)), a.port)
 }
+
+export async function repeatedUnixPathsGoWhereEachCallSays(t) {
+  // connect() keeps the last target it parsed for a call with the same `unix` string: each call
+  // must still reach the server its own path names.
+  const dir = tempDir(t)
+  const named = (name) => {
+    const l = listen({ unix: join(dir, `${name}.sock`), socket: { open: (s) => s.end(name), data() {} } })
+    t.teardown(() => l.stop(true))
+    return join(dir, `${name}.sock`)
+  }
+  const [x, y] = [named('x'), named('y')]
+  const tcp = echoServer(t)
+  const reached = (opts) =>
+    new Promise((resolve, reject) => {
+      connect({ ...opts, socket: { data: (s, d) => resolve(String(d)), connectError: (s, e) => reject(e) } }).catch(reject)
+    })
+  t.is(await reached({ unix: x }), 'x')
+  t.is(await reached({ unix: x }), 'x')
+  t.is(await reached({ unix: y }), 'y')
+  t.is(await reached({ unix: x }), 'x')
+  const s = await connect({ hostname: '127.0.0.1', port: tcp.port, socket: { data() {} } })
+  t.is(s.remotePort, tcp.port)
+  s.end()
+  t.is(await reached({ unix: x }), 'x')
+  for (let i = 0; i < 2; i++) {
+    const err = await reached({ unix: join(dir, 'none.sock') }).catch((e) => e)
+    t.is(err.code, 'ENOENT')
+  }
+  t.is(await reached({ unix: y }), 'y')
+}
