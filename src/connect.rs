@@ -36,7 +36,10 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// functions in an array by `Event` with a mask of those given: the set is then one array (see
 /// `Handlers::from_js_with`). When every value is the one the previous call read, it passes the
 /// previous array again, so connections made with one handler object share one set; an array
-/// it made anew is flagged (`handlers::FRESH`), and is then never compared with the last set's. That array
+/// it made anew is flagged (`handlers::FRESH`), and is then never compared with the last set's.
+/// It also flags a `binaryType` of `undefined` (`handlers::BINARY_DEFAULT`) and a call whose
+/// `tls`, `allowHalfOpen`, `exclusive`, `reusePort` and `ipv6Only` are all `undefined`
+/// (`options::DEFAULTS`), whose checks the native side then skips. That array
 /// is kept in `cache` (see `handlers::js_cache`), which the native side empties when its own
 /// last set is another one, so the cache never keeps functions alive that bunnet let go.
 ///
@@ -55,6 +58,7 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
   let hs: Vec<String> = HANDLER_KEYS.iter().enumerate().map(|(i, k)| format!("h{i} = s.{k}")).collect();
   let args: Vec<String> = (0..options::OPTION_KEYS.len()).map(|i| format!("a{i}")).chain((0..HANDLER_KEYS.len()).map(|i| format!("h{i}"))).collect();
   let ce = HANDLER_KEYS.iter().position(|k| *k == "connectError").unwrap_or(0);
+  let defaulted = options::DEFAULTED_KEYS.iter().map(|k| key_index(k).map(|i| format!("a{i} === undefined"))).collect::<napi::Result<Vec<_>>>()?;
   let n = HANDLER_KEYS.len() - 1; // the functions; the last key is `binaryType`
   let types: Vec<String> = (0..n).map(|i| format!("if (typeof h{i} === 'function') m |= {}; else if (h{i} != null) ok = false;", 1 << i)).collect();
   let same: Vec<String> = (0..n).map(|i| format!("last[{i}] === h{i}")).collect();
@@ -68,6 +72,7 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
      if (typeof s !== 'object' || s === null) return native(o); const {opts}, {hs}; \
      let m = 0, ok = !Array.isArray(s), a; {types} if (ok) {{ m |= {checked}; const last = cache[0]; \
      if (last !== undefined && cache[1] === h{n} && {same}) a = last; else {{ a = cache[0] = [{fns}]; cache[1] = h{n}; m |= {fresh} }} \
+     if (h{n} === undefined) m |= {binary_default}; if ({defaulted}) m |= {defaults}; \
      if (a{iu} === undefined && typeof a{ih} === 'string' && a{ih} !== '' && typeof a{ip} === 'number') {{ m |= {recorded}; \
      if (target[0] === a{ih} && target[1] === a{ip}) m |= {same_target}; target[0] = a{ih}; target[1] = a{ip} }} \
      else if (typeof a{iu} === 'string' && a{iu} !== '') {{ m |= {recorded}; \
@@ -77,6 +82,9 @@ pub(crate) fn js_function(env: Env) -> napi::Result<Value> {
     hs = hs.join(", "),
     checked = crate::handlers::CHECKED,
     fresh = crate::handlers::FRESH,
+    binary_default = crate::handlers::BINARY_DEFAULT,
+    defaults = options::DEFAULTS,
+    defaulted = defaulted.join(" && "),
     recorded = options::TARGET_RECORDED,
     same_target = options::TARGET_SAME,
     types = types.join(" "),

@@ -37,6 +37,8 @@ pub(crate) const CHECKED: u32 = 1 << 16;
 /// Set by `connect()`'s JS with [`CHECKED`] when the array it passes is one it just made (not
 /// the previous call's): it cannot be the last set's array, so that comparison is skipped.
 pub(crate) const FRESH: u32 = 1 << 19;
+/// Set by `connect()`'s JS with [`CHECKED`] when `binaryType` is `undefined` (the default).
+pub(crate) const BINARY_DEFAULT: u32 = 1 << 20;
 
 /// (event, key in `SocketHandler`, Bun's internal name used in its error messages), in the order
 /// Bun validates them.
@@ -244,9 +246,9 @@ impl Handlers {
   /// `connect()`'s JS made when it found every value a function, `undefined` or `null` (see
   /// [`prechecked`]); it passes the array of the previous call again when every value is the
   /// same, which this takes for the previous set.
-  pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>, checked: Option<(Value, u16, bool)>) -> Result<Rc<Handlers>, Option<ArgError>> {
-    if let Some((arr, mask, fresh)) = checked {
-      return Self::from_checked(env, arr, mask, fresh, pre.and_then(|p| p.get(COUNT)).copied().ok_or(None)?);
+  pub(crate) fn from_js_with(env: Env, obj: Value, pre: Option<&[Value]>, checked: Option<(Value, u16, u32)>) -> Result<Rc<Handlers>, Option<ArgError>> {
+    if let Some((arr, mask, bits)) = checked {
+      return Self::from_checked(env, arr, mask, bits, pre.and_then(|p| p.get(COUNT)).copied().ok_or(None)?);
     }
     use sys::ValueType as T;
     let mut array = false;
@@ -290,17 +292,21 @@ impl Handlers {
   }
 
   /// The set for a handler array made and checked by `connect()`'s JS.
-  fn from_checked(env: Env, arr: Value, mask: u16, fresh: bool, binary_type: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
+  /// `bits`: the JS's whole mask word ([`FRESH`], [`BINARY_DEFAULT`]).
+  fn from_checked(env: Env, arr: Value, mask: u16, bits: u32, binary_type: Value) -> Result<Rc<Handlers>, Option<ArgError>> {
     // A refused set leaves nothing cached.
     let refused = |e| {
       forget_js_cache(env);
       e
     };
     check_mask(mask).map_err(refused)?;
-    let binary_type = parse_binary_type(env, binary_type).map_err(refused)?;
-    let last = match fresh {
-      true => None,
-      false => LAST.with(|l| l.borrow().as_ref().filter(|h| h.mask == mask && h.binary_type == binary_type).cloned()),
+    let binary_type = match bits & BINARY_DEFAULT {
+      0 => parse_binary_type(env, binary_type).map_err(refused)?,
+      _ => BinaryType::Buffer,
+    };
+    let last = match bits & FRESH {
+      0 => LAST.with(|l| l.borrow().as_ref().filter(|h| h.mask == mask && h.binary_type == binary_type).cloned()),
+      _ => None,
     };
     if let Some(last) = last.filter(|h| h.array(env).is_some_and(|a| js::strict_equals(env, a, arr))) {
       return Ok(last);

@@ -110,7 +110,6 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   let prechecked = pre.checked(env);
   let checked = prechecked.is_some();
   let bits = prechecked.map_or(0, |(_, _, m)| m);
-  let prechecked = prechecked.map(|(arr, mask, m)| (arr, mask, m & crate::handlers::FRESH != 0));
   // Taken out before anything can fail, so a call refused before its target was parsed leaves
   // no target behind that the JS did not record.
   let last = if bits & TARGET_RECORDED != 0 {
@@ -134,11 +133,13 @@ pub(crate) fn parse_with(env: Env, options: Option<Value>, entry: Entry, pre: Pr
   }
   let handlers = Handlers::from_js_with(env, socket, pre.handlers(), prechecked).map_err(|e| e.map_or(Invalid::Pending, Invalid::Arg))?;
   let target = target_of(env, options, pre, bits, last)?;
-  let tls = parse_tls(env, pre.option(env, options, "tls")?)?;
-  let allow_half_open = parse_bool(env, options, "allowHalfOpen", pre)?;
-  let exclusive = parse_bool(env, options, "exclusive", pre)?;
-  let reuse_port = parse_bool(env, options, "reusePort", pre)?;
-  let ipv6_only = parse_bool(env, options, "ipv6Only", pre)?;
+  // All `undefined` (checked by the JS, see DEFAULTS): what their parses make of that.
+  let defaults = bits & DEFAULTS != 0;
+  let tls = if defaults { Tls::Off } else { parse_tls(env, pre.option(env, options, "tls")?)? };
+  let allow_half_open = !defaults && parse_bool(env, options, "allowHalfOpen", pre)?;
+  let exclusive = !defaults && parse_bool(env, options, "exclusive", pre)?;
+  let reuse_port = !defaults && parse_bool(env, options, "reusePort", pre)?;
+  let ipv6_only = !defaults && parse_bool(env, options, "ipv6Only", pre)?;
   let data = pre.option(env, options, "data")?;
   Ok(SocketConfig { target, handlers, data, allow_half_open, exclusive, reuse_port, ipv6_only, tls })
 }
@@ -168,6 +169,11 @@ fn given(env: Env, v: Value) -> bool {
 /// previous call.
 pub(crate) const TARGET_RECORDED: u32 = 1 << 17;
 pub(crate) const TARGET_SAME: u32 = 1 << 18;
+/// Mask bit from `connect()`'s JS: every one of [`DEFAULTED_KEYS`] is `undefined`, so their
+/// parses (a type check each) are skipped.
+pub(crate) const DEFAULTS: u32 = 1 << 21;
+/// The options whose `undefined` [`DEFAULTS`] stands for.
+pub(crate) const DEFAULTED_KEYS: [&str; 5] = ["tls", "allowHalfOpen", "exclusive", "reusePort", "ipv6Only"];
 
 thread_local! {
   /// The target of the last call with [`TARGET_RECORDED`], if it parsed; every such call takes
