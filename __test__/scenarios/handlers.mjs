@@ -1,4 +1,5 @@
 // Handler semantics: order, `this`, binaryType, errors thrown by handlers, reload (spec §5).
+import net from 'node:net'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { BURST_READ as OWN, connect, deferred, delay, listen, patterned, sender, server, streamTo, until } from '../helpers.mjs'
@@ -568,6 +569,39 @@ export async function handlerSetsAreReleasedWithTheirSockets(t) {
   }
   t.is(finalized, N)
   t.deepEqual(log, ['mine'])
+}
+
+export async function handlerSetsOfSocketsEndedOutsideAnyEventAreReleased(t) {
+  // Sockets ended from a timer, with a node:net peer (no bunnet event follows the end): their
+  // sets must be released right away, not when some later event comes.
+  const peer = net.createServer((s) => s.on('error', () => {}))
+  await new Promise((r) => peer.listen(0, '127.0.0.1', r))
+  t.teardown(() => peer.close())
+  let finalized = 0
+  const registry = new FinalizationRegistry(() => finalized++)
+  const N = 5
+  const socks = []
+  for (let i = 0; i < N; i++) {
+    const captured = { i }
+    registry.register(captured, i)
+    socks.push(await connect({ hostname: '127.0.0.1', port: peer.address().port, socket: { data() { captured.seen = true }, close() { captured.closed = true } } }))
+  }
+  // bunnet keeps the last set made for the next connect() (see the next test): a socket that
+  // stays open takes that place.
+  const keeper = await connect({ hostname: '127.0.0.1', port: peer.address().port, socket: { data() {} } })
+  t.teardown(() => keeper.end())
+  await new Promise((r) =>
+    setTimeout(() => {
+      for (const s of socks) s.end()
+      r()
+    }, 5),
+  )
+  socks.length = 0
+  for (let round = 0; round < 50 && finalized < N; round++) {
+    collectGarbage()
+    await delay(10)
+  }
+  t.is(finalized, N)
 }
 
 // connect()'s JS keeps the last handler array it made, to hand it on when the next call passes
