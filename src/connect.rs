@@ -37,11 +37,11 @@ const PREREAD_ARGS: usize = 1 + options::OPTION_KEYS.len() + HANDLER_KEYS.len() 
 /// `Handlers::from_js_with`). When every value is the one the previous call read, it passes the
 /// previous array again, so connections made with one handler object share one set; an array
 /// it made anew is flagged (`handlers::FRESH`), and is then never compared with the last set's.
-/// It also flags a `binaryType` of `undefined` (`handlers::BINARY_DEFAULT`) and a call whose
+/// That array is kept in `cache` (see `handlers::js_cache`), which the native side empties when
+/// its own last set is another one, so the cache never keeps functions alive that bunnet let go.
+/// The JS also flags a `binaryType` of `undefined` (`handlers::BINARY_DEFAULT`) and a call whose
 /// `tls`, `allowHalfOpen`, `exclusive`, `reusePort` and `ipv6Only` are all `undefined`
-/// (`options::DEFAULTS`), whose checks the native side then skips. That array
-/// is kept in `cache` (see `handlers::js_cache`), which the native side empties when its own
-/// last set is another one, so the cache never keeps functions alive that bunnet let go.
+/// (`options::DEFAULTS`), whose checks the native side then skips.
 ///
 /// With the handlers checked, a call whose `unix` is `undefined`, `hostname` a non-empty string
 /// and `port` a number, or whose `unix` is a non-empty string, is recorded as the last target
