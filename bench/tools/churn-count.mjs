@@ -7,6 +7,7 @@
 //   ("Collected" of the second minus the first, over 10,000; `callgrind_annotate` on both files
 //   gives the same per function). Diagnostic, not a row of bench/run.mjs.
 //   node bench/tools/churn-count.mjs unix|tcp [N] [path to bunnet's index.mjs]
+//   bun bench/tools/churn-count.mjs unix|tcp [N] bun        (Bun's own API)
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,7 +15,7 @@ import { join } from 'node:path'
 const [transport = 'unix', n = '20000', which = new URL('../../index.mjs', import.meta.url).href] = process.argv.slice(2)
 if (!['unix', 'tcp'].includes(transport)) throw new Error(`transport must be unix or tcp, got ${transport}`)
 const N = Number(n)
-const api = await import(which)
+const api = which === 'bun' ? globalThis.Bun : await import(which)
 const path = join(tmpdir(), `bunnet-churn-count-${process.pid}.sock`)
 rmSync(path, { force: true })
 const ONE = Buffer.from('x')
