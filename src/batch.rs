@@ -267,7 +267,7 @@ fn function(env: Env) -> Option<Value> {
 }
 
 fn make(env: Env) -> Option<(sys::napi_ref, *mut i32)> {
-  let dir = crate::handlers::directory(env)?;
+  let dir = crate::registry::directory(env)?;
   let (mut mem, mut ab, mut m) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
   js::check(unsafe { sys::napi_create_arraybuffer(env, FIELDS * 4, &mut mem, &mut ab) }).ok()?;
   js::check(unsafe { sys::napi_create_typedarray(env, sys::TypedarrayType::int32_array, FIELDS, ab, 0, &mut m) }).ok()?;

@@ -13,6 +13,7 @@ use napi::sys;
 
 use crate::error::ArgError;
 use crate::js::{self, Env, Value};
+use crate::registry::{allocate, CHUNK_SETS};
 
 /// One JS handler, by the key the user wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +30,6 @@ pub(crate) enum Event {
 }
 
 const COUNT: usize = 9;
-/// Sets per registry chunk (a chunk is one JS array of `CHUNK_SETS` slots, 8 KiB).
-const CHUNK_SETS: u32 = 1024;
 /// The mask bit by which `connect()`'s JS says it checked the objects and the handler types and
 /// made the handler array (see [`Handlers::from_js_with`]).
 pub(crate) const CHECKED: u32 = 1 << 16;
@@ -75,7 +74,7 @@ pub(crate) enum BinaryType {
 }
 
 /// A handler set. The functions live in a JS array of `COUNT` (by [`Event`]), kept in a slot of
-/// the per-environment registry (JS arrays, [`REG`]): fixed-size chunks of `CHUNK_SETS` slots,
+/// the per-environment registry (JS arrays, `registry`): fixed-size chunks of `CHUNK_SETS` slots,
 /// set `base` owning slot `base`. A set therefore costs one small allocation here and a small
 /// array in the JS heap, instead of one Node-API reference (a malloc'd record and a global
 /// handle) per function: sockets connected with handler objects of their own
@@ -96,25 +95,7 @@ pub(crate) type HandlerSlot = Rc<RefCell<Rc<Handlers>>>;
 
 pub(crate) use crate::handler_ref::HandlerRef;
 
-/// The per-environment (per-thread) registry array and its bookkeeping.
-struct Registry {
-  env: Env,
-  /// Strong references to the chunk arrays.
-  chunks: Vec<sys::napi_ref>,
-  /// A JS array of the chunk arrays, in order (how `batch`'s JS loop finds a handler).
-  dir: sys::napi_ref,
-  /// Bases free for reuse (their slots already cleared).
-  free: Vec<u32>,
-  /// Bases of dropped sets whose slots still hold their arrays: cleared by [`sweep`], which runs
-  /// where a handle scope is open (a set can be dropped from anywhere, e.g. a GC finalizer, and
-  /// clearing creates handles): at the start and end of every wake-up, at every timer, after a
-  /// native method (see [`after_method`]), or overwritten by a new set (`allocate`).
-  dropped: Vec<u32>,
-  next: u32,
-}
-
 thread_local! {
-  static REG: RefCell<Option<Registry>> = const { RefCell::new(None) };
   /// The most recently created set, reused when the next call passes the same functions.
   static LAST: RefCell<Option<Rc<Handlers>>> = const { RefCell::new(None) };
   /// `connect()`'s JS cache of the last handler array it made (see [`js_cache`]).
@@ -147,126 +128,13 @@ fn forget_js_cache(env: Env) {
 
 /// Env teardown: forget the registry and the cached set (the environment frees the array).
 pub(crate) fn teardown() {
-  REG.with(|r| {
-    if let Ok(mut g) = r.try_borrow_mut() {
-      *g = None;
-    }
-  });
+  crate::registry::teardown();
   LAST.with(|l| {
     if let Ok(mut g) = l.try_borrow_mut() {
       *g = None;
     }
   });
   JS_CACHE.with(|c| c.set(std::ptr::null_mut()));
-}
-
-/// Dropped sets [`after_method`] leaves in place during a wake-up.
-const LAZY_DROPPED: usize = 16;
-
-thread_local! {
-  /// Wake-ups under way (see [`WakeSweep`]).
-  static IN_WAKE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks a reactor wake-up for its duration; when dropped (the wake-up's scopes still open) it
-/// [`sweep`]s what the wake-up left.
-pub(crate) struct WakeSweep(Env);
-
-impl WakeSweep {
-  pub(crate) fn enter(env: Env) -> Self {
-    IN_WAKE.with(|w| w.set(w.get().saturating_add(1)));
-    WakeSweep(env)
-  }
-}
-
-impl Drop for WakeSweep {
-  fn drop(&mut self) {
-    IN_WAKE.with(|w| w.set(w.get().saturating_sub(1)));
-    sweep(self.0);
-  }
-}
-
-/// [`sweep`] after a native method; during a wake-up only once [`LAZY_DROPPED`] sets wait, the
-/// rest being swept when the wake-up ends or taken in place by a new set (`allocate`). In
-/// connection churn a socket's set is dropped by `end()` in a handler and its slot taken by the
-/// next `connect()`, which then costs one `napi_set_element` (~800 instructions) instead of two.
-pub(crate) fn after_method(env: Env) {
-  let lazy =
-    IN_WAKE.with(|w| w.get() > 0) && REG.with(|r| r.try_borrow().ok().and_then(|g| g.as_ref().map(|reg| reg.dropped.len() < LAZY_DROPPED))).unwrap_or(false);
-  if !lazy {
-    sweep(env);
-  }
-}
-
-/// Releases the functions of dropped sets. Call with a handle scope open.
-pub(crate) fn sweep(env: Env) {
-  REG.with(|r| {
-    let Ok(mut g) = r.try_borrow_mut() else { return };
-    let Some(reg) = g.as_mut() else { return };
-    if reg.dropped.is_empty() || reg.env != env {
-      return;
-    }
-    let undef = js::undefined(env);
-    while let Some(&base) = reg.dropped.last() {
-      let Some((chunk, i)) = reg.locate(env, base) else { return };
-      // Fails while an exception is pending (a method that threw): left for the next sweep.
-      if unsafe { sys::napi_set_element(env, chunk, i, undef) } != sys::Status::napi_ok {
-        return;
-      }
-      reg.dropped.pop();
-      reg.free.push(base);
-    }
-  });
-}
-
-/// The JS array of the registry's chunk arrays (see [`Handlers::data_slot`]).
-pub(crate) fn directory(env: Env) -> Option<Value> {
-  let dir = REG.with(|r| r.try_borrow().ok()?.as_ref().filter(|reg| reg.env == env).map(|reg| reg.dir))?;
-  js::deref(env, dir).ok()
-}
-
-impl Registry {
-  /// The chunk array holding set `base` and the index of its slot there.
-  fn locate(&self, env: Env, base: u32) -> Option<(Value, u32)> {
-    let chunk = *self.chunks.get((base / CHUNK_SETS) as usize)?;
-    Some((js::deref(env, chunk).ok()?, base % CHUNK_SETS))
-  }
-}
-
-/// A free base for a new set, and where its slot is (chunk, index): a dropped set's, whose slot
-/// the new array then replaces, else a cleared one, else a new one.
-fn allocate(env: Env) -> Option<(u32, Value, u32)> {
-  REG.with(|r| {
-    let mut g = r.try_borrow_mut().ok()?;
-    if g.is_none() {
-      let mut dir = std::ptr::null_mut();
-      js::check(unsafe { sys::napi_create_array(env, &mut dir) }).ok()?;
-      let dir = js::reference(env, dir).ok()?;
-      *g = Some(Registry { env, chunks: Vec::new(), dir, free: Vec::new(), dropped: Vec::new(), next: 0 });
-    }
-    let reg = g.as_mut()?;
-    if reg.env != env {
-      return None;
-    }
-    let base = match reg.dropped.pop().or_else(|| reg.free.pop()) {
-      Some(b) => b,
-      None => {
-        if reg.next / CHUNK_SETS == reg.chunks.len() as u32 {
-          // Full size at once, filled with `undefined`: exact capacity, packed fast elements.
-          let src = js::string(env, &format!("new Array({}).fill(undefined)", CHUNK_SETS));
-          let mut chunk = std::ptr::null_mut();
-          js::check(unsafe { sys::napi_run_script(env, src, &mut chunk) }).ok()?;
-          let dir = js::deref(env, reg.dir).ok()?;
-          js::check(unsafe { sys::napi_set_element(env, dir, reg.chunks.len() as u32, chunk) }).ok()?;
-          reg.chunks.push(js::reference(env, chunk).ok()?);
-        }
-        reg.next = reg.next.checked_add(1)?;
-        reg.next - 1
-      }
-    };
-    let (arr, first) = reg.locate(env, base)?;
-    Some((base, arr, first))
-  })
 }
 
 impl Handlers {
@@ -391,7 +259,7 @@ impl Handlers {
 
   /// This set's registry chunk and its slot there (the set's array of functions, by `Event`).
   pub(crate) fn locate(&self, env: Env) -> Option<(Value, u32)> {
-    REG.with(|r| r.try_borrow().ok()?.as_ref()?.locate(env, self.base))
+    crate::registry::locate(env, self.base)
   }
 
   /// This set's array of functions.
@@ -415,15 +283,7 @@ impl Drop for Handlers {
     if self.base == u32::MAX {
       return;
     }
-    // No Node-API calls here (no handle scope may be open): queue the slot for `sweep`.
-    // `try_with`: at thread exit the registry may already be gone (then so is the environment).
-    let _ = REG.try_with(|r| {
-      if let Ok(mut g) = r.try_borrow_mut() {
-        if let Some(reg) = g.as_mut() {
-          reg.dropped.push(self.base);
-        }
-      }
-    });
+    crate::registry::release(self.base);
   }
 }
 

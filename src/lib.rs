@@ -9,7 +9,7 @@
 //! Layout:
 //! - `options`: validation of `connect`/`listen` options into a `SocketConfig`
 //! - `handlers`: the `SocketHandler` set, shared by a listener and its sockets (`handler_ref`:
-//!   how a connection holds it)
+//!   how a connection holds it; `registry`: the JS arrays the sets live in, and their sweeping)
 //! - `reactor`: the per-env event dispatch inside libuv, ref counting, timers, teardown
 //!   (`reactor/wakeup`: one wake-up's rounds, budgets and the in-callback wait); `slab`:
 //!   its token-addressed table of registered fds; `poller`: where fds are registered (libuv's
@@ -60,6 +60,7 @@ mod poller;
 mod reactor;
 mod readbuf;
 mod ready;
+mod registry;
 mod slab;
 mod socket;
 mod socket_addr;

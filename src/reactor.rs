@@ -35,7 +35,6 @@ use crate::uv;
 
 pub(crate) mod wakeup;
 
-
 pub(crate) enum Entry {
   Conn(Rc<Conn>),
   Listener(Rc<ListenerCore>),
@@ -268,11 +267,10 @@ pub(crate) struct Scopes {
   _hs: HandleScope,
 }
 
-
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
-  crate::handlers::sweep(env);
+  crate::registry::sweep(env);
   let (kicks, closes) = with(|r| {
     r.timer_due = None;
     (std::mem::take(&mut r.kicks), std::mem::take(&mut r.closes))

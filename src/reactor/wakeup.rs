@@ -92,9 +92,8 @@ pub(super) unsafe extern "C" fn on_poll(_h: *mut c_void, status: c_int, _events:
   let _restart = (status < 0).then(|| Restart);
   let env = env();
   let Some(_scopes) = enter_js(env) else { return };
-  crate::handlers::sweep(env);
   // Declared after the scopes, so dropped (and its sweep run) while they are open.
-  let _sweep = crate::handlers::WakeSweep::enter(env);
+  let _sweep = crate::registry::WakeSweep::enter(env);
   let Some((direct, lp)) = with(|r| (r.poller.is_direct(), r.lp)) else {
     return;
   };
