@@ -230,10 +230,9 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
 }
 
 /// The end of a native call from JS: handler sets dropped by it (a close) release their functions
-/// now, with a scope open, or during a wake-up when it ends (`registry::after_method`); an error
-/// or a caught panic is thrown.
+/// now, with a scope open; an error or a caught panic is thrown.
 pub(crate) fn finish(env: Env, result: std::thread::Result<napi::Result<Value>>) -> sys::napi_value {
-  crate::registry::after_method(env);
+  crate::registry::sweep(env);
   match result {
     Ok(Ok(v)) => v,
     Ok(Err(e)) => {

@@ -23,21 +23,13 @@ struct Registry {
   /// Bases of dropped sets whose slots still hold their arrays: cleared by [`sweep`], which runs
   /// where a handle scope is open (a set can be dropped from anywhere, e.g. a GC finalizer, and
   /// clearing creates handles): at the start and end of every wake-up, at every timer, after a
-  /// native method (see [`after_method`]), or overwritten by a new set (`allocate`).
+  /// native method (`class::finish`), or overwritten by a new set (`allocate`).
   dropped: Vec<u32>,
   next: u32,
 }
 
 thread_local! {
   static REG: RefCell<Option<Registry>> = const { RefCell::new(None) };
-}
-
-/// Dropped sets [`after_method`] leaves in place during a wake-up.
-const LAZY_DROPPED: usize = 16;
-
-thread_local! {
-  /// Wake-ups under way (see [`WakeSweep`]).
-  static IN_WAKE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Marks a reactor wake-up for its duration: [`sweep`]s on entry (sets dropped since the last
@@ -48,27 +40,13 @@ pub(crate) struct WakeSweep(Env);
 impl WakeSweep {
   pub(crate) fn enter(env: Env) -> Self {
     sweep(env);
-    IN_WAKE.with(|w| w.set(w.get().saturating_add(1)));
     WakeSweep(env)
   }
 }
 
 impl Drop for WakeSweep {
   fn drop(&mut self) {
-    IN_WAKE.with(|w| w.set(w.get().saturating_sub(1)));
     sweep(self.0);
-  }
-}
-
-/// [`sweep`] after a native method; during a wake-up only once [`LAZY_DROPPED`] sets wait, the
-/// rest being swept when the wake-up ends or taken in place by a new set (`allocate`). In
-/// connection churn a socket's set is dropped by `end()` in a handler and its slot taken by the
-/// next `connect()`, which then costs one `napi_set_element` (~800 instructions) instead of two.
-pub(crate) fn after_method(env: Env) {
-  let lazy =
-    IN_WAKE.with(|w| w.get() > 0) && REG.with(|r| r.try_borrow().ok().and_then(|g| g.as_ref().map(|reg| reg.dropped.len() < LAZY_DROPPED))).unwrap_or(false);
-  if !lazy {
-    sweep(env);
   }
 }
 
