@@ -541,20 +541,38 @@ function collectGarbage() {
   vm.runInNewContext('gc')()
 }
 
+/**
+ * Connects `n` sockets to `port`, each with new handler closures (`data`, `close`, and `error`
+ * when `withError`) that capture an object of its own, registered with `registry`.
+ */
+async function socketsWithOwnClosures(port, n, registry, withError) {
+  const socks = []
+  for (let i = 0; i < n; i++) {
+    const captured = { i }
+    registry.register(captured, i)
+    const socket = { data() { captured.seen = true }, close() { captured.closed = true }, ...(withError ? { error() {} } : {}) }
+    socks.push(await connect({ hostname: '127.0.0.1', port, socket }))
+  }
+  return socks
+}
+
+/** Full collections, 10 ms apart, until `done()` (at most 50). */
+async function collectUntil(done) {
+  for (let round = 0; round < 50 && !done(); round++) {
+    collectGarbage()
+    await delay(10)
+  }
+}
+
 export async function handlerSetsAreReleasedWithTheirSockets(t) {
   // Each connect below passes new closures (the usual `socket: { data() {} }` literal), so each
   // socket has its own handler set. Once the sockets are closed, nothing may keep those functions
   // (or what they capture) alive; a new set reusing a released set's place calls only its own.
   const l = server(t, { data(s, d) { s.write(d) } })
+  const N = 40
   let finalized = 0
   const registry = new FinalizationRegistry(() => finalized++)
-  const N = 40
-  const socks = []
-  for (let i = 0; i < N; i++) {
-    const captured = { i }
-    registry.register(captured, i)
-    socks.push(await connect({ hostname: '127.0.0.1', port: l.port, socket: { data() { captured.seen = true }, close() { captured.closed = true }, error() {} } }))
-  }
+  const socks = await socketsWithOwnClosures(l.port, N, registry, true)
   for (const s of socks) s.end()
   socks.length = 0
   // Sets released in place: the next ones reuse their slots and must see only their own handlers.
@@ -563,10 +581,7 @@ export async function handlerSetsAreReleasedWithTheirSockets(t) {
   t.teardown(() => c.end())
   c.write('mine')
   await until(() => log.join('') === 'mine')
-  for (let round = 0; round < 50 && finalized < N; round++) {
-    collectGarbage()
-    await delay(10)
-  }
+  await collectUntil(() => finalized === N)
   t.is(finalized, N)
   t.deepEqual(log, ['mine'])
 }
@@ -577,15 +592,10 @@ export async function handlerSetsOfSocketsEndedOutsideAnyEventAreReleased(t) {
   const peer = net.createServer((s) => s.on('error', () => {}))
   await new Promise((r) => peer.listen(0, '127.0.0.1', r))
   t.teardown(() => peer.close())
+  const N = 5
   let finalized = 0
   const registry = new FinalizationRegistry(() => finalized++)
-  const N = 5
-  const socks = []
-  for (let i = 0; i < N; i++) {
-    const captured = { i }
-    registry.register(captured, i)
-    socks.push(await connect({ hostname: '127.0.0.1', port: peer.address().port, socket: { data() { captured.seen = true }, close() { captured.closed = true } } }))
-  }
+  const socks = await socketsWithOwnClosures(peer.address().port, N, registry, false)
   // bunnet keeps the last set made for the next connect() (see the next test): a socket that
   // stays open takes that place.
   const keeper = await connect({ hostname: '127.0.0.1', port: peer.address().port, socket: { data() {} } })
@@ -597,10 +607,7 @@ export async function handlerSetsOfSocketsEndedOutsideAnyEventAreReleased(t) {
     }, 5),
   )
   socks.length = 0
-  for (let round = 0; round < 50 && finalized < N; round++) {
-    collectGarbage()
-    await delay(10)
-  }
+  await collectUntil(() => finalized === N)
   t.is(finalized, N)
 }
 
@@ -621,10 +628,7 @@ export async function connectCacheLetsClosedSocketsHandlersGo(t) {
     await closed.promise
   })()
   l.reload({ socket: { data(s, d) { s.write(d) } } })
-  for (let round = 0; round < 50 && !finalized; round++) {
-    collectGarbage()
-    await delay(10)
-  }
+  await collectUntil(() => finalized)
   t.true(finalized)
 }
 
