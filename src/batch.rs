@@ -69,13 +69,14 @@ impl Queue {
   }
 }
 
-/// Queues a report; [`flush`] delivers it.
-pub(crate) fn push(entry: Entry, ready: Ready) {
+/// Queues reports; [`flush`] delivers them. The number queued.
+pub(crate) fn extend(reports: impl Iterator<Item = (Entry, Ready)>) -> usize {
   QUEUE.with(|q| {
-    if let Ok(mut q) = q.try_borrow_mut() {
-      q.items.push((entry, ready));
-    }
-  });
+    let Ok(mut q) = q.try_borrow_mut() else { return 0 };
+    let before = q.items.len();
+    q.items.extend(reports);
+    q.items.len() - before
+  })
 }
 
 /// What a nested event loop's wake-up (run by a handler) sets aside: the queue and whether the
@@ -199,19 +200,27 @@ fn read(env: Env, conn: &Rc<Conn>) -> Option<Value> {
       let socket = conn.socket(env)?;
       let (_, _, m) = SHARED.with(Cell::get)?;
       let gen = readbuf::slab_gen();
-      if QUEUE.with(|q| q.try_borrow().map_or(true, |q| q.gen != Some(gen))) {
+      // The event being delivered is recorded at once when the loop holds this slab already.
+      let same = QUEUE.with(|q| {
+        let Ok(mut q) = q.try_borrow_mut() else { return false };
+        let same = q.gen == Some(gen);
+        if same {
+          q.current = Some((conn.clone(), h.clone()));
+        }
+        same
+      });
+      if !same {
         // The loop will ask `slab()` for this slab: make sure it can be had, or deliver here.
         if readbuf::slab_now(env).is_none() {
           conn::read_on(env, conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
           return None;
         }
-        QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.gen = Some(gen)).ok());
+        QUEUE.with(|q| q.try_borrow_mut().map(|mut q| (q.gen, q.current) = (Some(gen), Some((conn.clone(), h)))).ok());
       }
       let fields = [chunk as i32, slot as i32, gen as i32, off as i32, len as i32];
       // SAFETY: `m` is the FIELDS-long backing store of the loop's own Int32Array, which only
       // that closure can reach (never detached).
       unsafe { ptr::copy_nonoverlapping(fields.as_ptr(), m, FIELDS) };
-      QUEUE.with(|q| q.try_borrow_mut().map(|mut q| q.current = Some((conn.clone(), h))).ok());
       Some(socket)
     }
     r => {

@@ -3,6 +3,7 @@
 //! dropped sets are cleared (swept) so that their functions can be collected.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use napi::sys;
 
@@ -32,6 +33,11 @@ thread_local! {
   static REG: RefCell<Option<Registry>> = const { RefCell::new(None) };
 }
 
+/// Dropped sets not yet swept or reused, all threads together: [`sweep`], which runs after every
+/// native method, returns at once when it is 0 (no thread-local access). Only ever an upper
+/// bound for one thread (another thread's sets only cost it a look at its own list).
+static UNSWEPT: AtomicUsize = AtomicUsize::new(0);
+
 /// Marks a reactor wake-up for its duration: [`sweep`]s on entry (sets dropped since the last
 /// one, e.g. by finalizers) and, when dropped (the wake-up's scopes still open), what the wake-up
 /// left.
@@ -52,6 +58,9 @@ impl Drop for WakeSweep {
 
 /// Releases the functions of dropped sets. Call with a handle scope open.
 pub(crate) fn sweep(env: Env) {
+  if UNSWEPT.load(Relaxed) == 0 {
+    return;
+  }
   REG.with(|r| {
     let Ok(mut g) = r.try_borrow_mut() else { return };
     let Some(reg) = g.as_mut() else { return };
@@ -66,6 +75,7 @@ pub(crate) fn sweep(env: Env) {
         return;
       }
       reg.dropped.pop();
+      UNSWEPT.fetch_sub(1, Relaxed);
       reg.free.push(base);
     }
   });
@@ -100,7 +110,11 @@ pub(crate) fn allocate(env: Env) -> Option<(u32, Value, u32)> {
     if reg.env != env {
       return None;
     }
-    let base = match reg.dropped.pop().or_else(|| reg.free.pop()) {
+    let reused = reg.dropped.pop();
+    if reused.is_some() {
+      UNSWEPT.fetch_sub(1, Relaxed);
+    }
+    let base = match reused.or_else(|| reg.free.pop()) {
       Some(b) => b,
       None => {
         if reg.next / CHUNK_SETS == reg.chunks.len() as u32 {
@@ -134,6 +148,7 @@ pub(crate) fn release(base: u32) {
     if let Ok(mut g) = r.try_borrow_mut() {
       if let Some(reg) = g.as_mut() {
         reg.dropped.push(base);
+        UNSWEPT.fetch_add(1, Relaxed);
       }
     }
   });
@@ -143,7 +158,9 @@ pub(crate) fn release(base: u32) {
 pub(crate) fn teardown() {
   REG.with(|r| {
     if let Ok(mut g) = r.try_borrow_mut() {
-      *g = None;
+      if let Some(reg) = g.take() {
+        UNSWEPT.fetch_sub(reg.dropped.len(), Relaxed);
+      }
     }
   });
 }

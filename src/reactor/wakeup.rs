@@ -248,21 +248,21 @@ fn handle_round(env: Env, raw: &[Raw]) -> usize {
   let resolved = || raw.iter().filter_map(|ev| with(|r| r.resolve(*ev)).flatten());
   let queue =
     crate::batch::running() || (resolved().any(|(e, ready)| matches!(&e, Entry::Conn(c) if crate::conn::plain_read(c, &ready))) && crate::batch::usable(env));
+  if queue {
+    // All queued in one pass, with the reactor and the queue borrowed once (no JS runs here).
+    return with(|r| crate::batch::extend(raw.iter().filter_map(|ev| r.resolve(*ev)))).unwrap_or(0);
+  }
   let mut n = 0usize;
   // The handles of the first 16 events live in `enter_js`'s scope; each further 16 get a scope
   // of their own (a scope costs a malloc and a free: one wake-up with one event, the common case
   // with peers in other processes, opens no second one).
   let mut hs: Option<HandleScope> = None;
   for (entry, ready) in resolved() {
-    if queue {
-      crate::batch::push(entry, ready);
-    } else {
-      if n > 0 && n % 16 == 0 {
-        drop(hs.take());
-        hs = Some(HandleScope::open(env));
-      }
-      dispatch(env, entry, &ready);
+    if n > 0 && n % 16 == 0 {
+      drop(hs.take());
+      hs = Some(HandleScope::open(env));
     }
+    dispatch(env, entry, &ready);
     n += 1;
   }
   n
