@@ -44,9 +44,10 @@ pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length
   let given = (offset, length);
   let (offset, length) = if encoding.is_some() { (None, None) } else { (offset, length) };
   // Fast path for the common case (Buffer / Uint8Array): one call tells both "is a view" and
-  // where its bytes are. Node's buffer info takes any ArrayBufferView (byte length, no element
-  // type chain: ~100 instructions less than the typed-array info); a Node whose buffer info
-  // wants a real Buffer falls to the typed-array info, then to `binary_view` (DataView).
+  // where its bytes are. Node 20's buffer info takes any ArrayBufferView (byte length, no
+  // element-type chain: ~100 instructions less than the typed-array info); newer Node versions
+  // take only Uint8Arrays there, and other views fall to the typed-array info, then to
+  // `binary_view` (DataView).
   let (mut n, mut p) = (0usize, std::ptr::null_mut());
   let (mut ty, mut count) = (0, 0usize);
   if unsafe { sys::napi_get_buffer_info(env, data, &mut p, &mut n) } == sys::Status::napi_ok
