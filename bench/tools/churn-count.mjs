@@ -20,12 +20,16 @@ const path = join(tmpdir(), `bunnet-churn-count-${process.pid}.sock`)
 rmSync(path, { force: true })
 const ONE = Buffer.from('x')
 const server = api.listen({ ...(transport === 'unix' ? { unix: path } : { hostname: '127.0.0.1', port: 0 }), socket: { data: (s, d) => s.write(d) } })
-const target = transport === 'unix' ? { unix: path } : { hostname: '127.0.0.1', port: server.port }
+const port = server.port
+// The options are object literals, not `{ ...target, socket }`: in Node 20's V8 an object made by
+// spread gets a new map on every call here, so every property load on it misses its inline cache
+// (~1.5k instructions each, ~20k per connect(); bench/NOTES.md, thirteenth session).
+const options = (socket) => (transport === 'unix' ? { unix: path, socket } : { hostname: '127.0.0.1', port, socket })
 let started = 0
 const once = () =>
   new Promise((resolve, reject) => {
     api
-      .connect({ ...target, socket: { open: (s) => s.write(ONE), data(s) { s.end(); resolve() }, connectError: (s, e) => reject(e), error: (s, e) => reject(e) } })
+      .connect(options({ open: (s) => s.write(ONE), data(s) { s.end(); resolve() }, connectError: (s, e) => reject(e), error: (s, e) => reject(e) }))
       .catch(reject)
   })
 const loop = async () => {
