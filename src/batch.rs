@@ -200,22 +200,22 @@ fn read(env: Env, conn: &Rc<Conn>) -> Option<Value> {
       let socket = conn.socket(env)?;
       let (_, _, m) = SHARED.with(Cell::get)?;
       let gen = readbuf::slab_gen();
-      // The event being delivered is recorded at once when the loop holds this slab already.
-      let same = QUEUE.with(|q| {
+      // The event being delivered is recorded; a slab the loop does not hold yet (it will ask
+      // `slab()` for it) must be one it can have, or the chunk is delivered here.
+      let recorded = QUEUE.with(|q| {
         let Ok(mut q) = q.try_borrow_mut() else { return false };
-        let same = q.gen == Some(gen);
-        if same {
-          q.current = Some((conn.clone(), h.clone()));
+        if q.gen != Some(gen) {
+          if readbuf::slab_now(env).is_none() {
+            return false;
+          }
+          q.gen = Some(gen);
         }
-        same
+        q.current = Some((conn.clone(), h.clone()));
+        true
       });
-      if !same {
-        // The loop will ask `slab()` for this slab: make sure it can be had, or deliver here.
-        if readbuf::slab_now(env).is_none() {
-          conn::read_on(env, conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
-          return None;
-        }
-        QUEUE.with(|q| q.try_borrow_mut().map(|mut q| (q.gen, q.current) = (Some(gen), Some((conn.clone(), h)))).ok());
+      if !recorded {
+        conn::read_on(env, conn, false, h, Read::Data(Chunk::View { ab, off, len }, false));
+        return None;
       }
       let fields = [chunk as i32, slot as i32, gen as i32, off as i32, len as i32];
       // SAFETY: `m` is the FIELDS-long backing store of the loop's own Int32Array, which only

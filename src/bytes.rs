@@ -44,20 +44,11 @@ pub(crate) fn with_bytes<R>(env: Env, data: Value, offset: Option<Value>, length
   let given = (offset, length);
   let (offset, length) = if encoding.is_some() { (None, None) } else { (offset, length) };
   // Fast path for the common case (Buffer / Uint8Array): one call tells both "is a view" and
-  // where its bytes are. Node 20's buffer info takes any ArrayBufferView (byte length, no
-  // element-type chain: ~100 instructions less than the typed-array info); newer Node versions
-  // take only Uint8Arrays there, and other views fall to the typed-array info, then to
-  // `binary_view` (DataView).
-  let (mut n, mut p) = (0usize, std::ptr::null_mut());
-  let (mut ty, mut count) = (0, 0usize);
-  if unsafe { sys::napi_get_buffer_info(env, data, &mut p, &mut n) } == sys::Status::napi_ok
-    || (unsafe { sys::napi_get_typedarray_info(env, data, &mut ty, &mut count, &mut p, std::ptr::null_mut(), std::ptr::null_mut()) } == sys::Status::napi_ok
-      && {
-        n = count * element_size(ty);
-        true
-      })
-  {
-    let len = n;
+  // where its bytes are, with no element-type chain (~100 instructions less than the typed-array
+  // info). Node 20's buffer info takes any ArrayBufferView (byte length); newer Node versions take
+  // only Uint8Arrays there, and other views go through `binary_view` below.
+  let (mut len, mut p) = (0usize, std::ptr::null_mut());
+  if unsafe { sys::napi_get_buffer_info(env, data, &mut p, &mut len) } == sys::Status::napi_ok {
     let range = slice_range(env, len, offset, length)?;
     if len == 0 || p.is_null() {
       return Ok(Some(f(&[])));
