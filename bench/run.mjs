@@ -170,6 +170,27 @@ for (const w of workloads) {
   const [mb, mn, mx] = ['bun', 'node', 'bunnet'].map((i) => median(d[i].values))
   lines.push(`| ${w.name}: ${w.title} | ${unit} | ${w.better === 'lower' ? '**lower**' : w.better} | ${cell(d.bun)} | ${cell(d.node)} | ${cell(d.bunnet)} | ${ratio(mx, mn)} | ${ratio(mx, mb)} |`)
 }
+// Paired view: within one round the implementations run back to back, so the ratio of a round's
+// two values cancels the machine's slower drifts (an hour when everything is 5 % slower), which a
+// ratio of medians over the whole run does not.
+lines.push('', '## Round by round against Bun', '')
+lines.push('Each round runs the implementations back to back; the ratio of one round\'s values (bunnet ÷ Bun) is')
+lines.push('paired in time. "bunnet better" counts the rounds where bunnet\'s value is better (higher, or lower')
+lines.push('for the **lower** rows).', '')
+lines.push('| workload | median of round ratios | lowest – highest | bunnet better |', '|---|---:|---:|---:|')
+for (const w of workloads) {
+  const byRound = (impl) => {
+    const d = data[w.name][impl]
+    const out = new Map()
+    for (let r = 1, vi = 0; r <= rounds; r++) if (!d.errors.some((e) => e.round === r)) out.set(r, d.values[vi++])
+    return out
+  }
+  const [b, x] = [byRound('bun'), byRound('bunnet')]
+  const rs = [...x].filter(([r, v]) => b.has(r) && b.get(r) > 0 && Number.isFinite(v)).map(([r, v]) => v / b.get(r))
+  if (!rs.length) continue
+  const better = rs.filter((q) => (w.better === 'lower' ? q < 1 : q > 1)).length
+  lines.push(`| ${w.name} | ${median(rs).toFixed(3)} | ${Math.min(...rs).toFixed(2)} – ${Math.max(...rs).toFixed(2)} | ${better} of ${rs.length} |`)
+}
 const withDetails = workloads.filter((w) => w.details?.length)
 if (withDetails.length) {
   lines.push('', '## Details', '')
