@@ -109,6 +109,12 @@ const median = (xs) => {
 const fmt = (x) => (Number.isFinite(x) ? (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1)) : '—')
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b ? `${(a / b).toFixed(2)}×` : '—')
 
+/** A slot's values in round order, `undefined` for a round whose run failed. */
+const byRound = (slot) => {
+  const out = []
+  for (let r = 1, vi = 0; r <= rounds; r++) out.push(slot.errors.some((e) => e.round === r) ? undefined : slot.values[vi++])
+  return out
+}
 const fmtDetail = (x) => (Number.isFinite(x) ? (Math.abs(x) >= 100 || Number.isInteger(x) ? Math.round(x).toLocaleString('en-US') : x.toFixed(2)) : '—')
 
 // ---- run --------------------------------------------------------------------------------
@@ -179,14 +185,8 @@ lines.push('paired in time. "bunnet better" counts the rounds where bunnet\'s va
 lines.push('for the **lower** rows).', '')
 lines.push('| workload | median of round ratios | lowest – highest | bunnet better |', '|---|---:|---:|---:|')
 for (const w of workloads) {
-  const byRound = (impl) => {
-    const d = data[w.name][impl]
-    const out = new Map()
-    for (let r = 1, vi = 0; r <= rounds; r++) if (!d.errors.some((e) => e.round === r)) out.set(r, d.values[vi++])
-    return out
-  }
-  const [b, x] = [byRound('bun'), byRound('bunnet')]
-  const rs = [...x].filter(([r, v]) => b.has(r) && b.get(r) > 0 && Number.isFinite(v)).map(([r, v]) => v / b.get(r))
+  const [b, x] = [byRound(data[w.name].bun), byRound(data[w.name].bunnet)]
+  const rs = x.flatMap((v, i) => (b[i] > 0 && Number.isFinite(v) ? [v / b[i]] : []))
   if (!rs.length) continue
   const better = rs.filter((q) => (w.better === 'lower' ? q < 1 : q > 1)).length
   lines.push(`| ${w.name} | ${median(rs).toFixed(3)} | ${Math.min(...rs).toFixed(2)} – ${Math.max(...rs).toFixed(2)} | ${better} of ${rs.length} |`)
@@ -212,9 +212,7 @@ lines.push('', '## Per-round values', '')
 lines.push('| workload | impl | values (round order) |', '|---|---|---|')
 for (const w of workloads) {
   for (const impl of IMPLS) {
-    const d = data[w.name][impl]
-    const vals = []
-    for (let r = 1, vi = 0; r <= rounds; r++) vals.push(d.errors.some((e) => e.round === r) ? 'failed' : fmt(d.values[vi++]))
+    const vals = byRound(data[w.name][impl]).map((v) => (v === undefined ? 'failed' : fmt(v)))
     lines.push(`| ${w.name} | ${impl} | ${vals.join(', ')} |`)
   }
 }
