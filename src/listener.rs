@@ -56,6 +56,9 @@ struct ListenerState {
   unlink: Option<String>,
   /// TLS listeners: the options and the configuration shared by connections without `requestCert`.
   tls: Option<(Box<crate::tls::config::TlsOptions>, std::sync::Arc<rustls::ServerConfig>)>,
+  /// Whether accepted TCP sockets come with the listener's TCP_NODELAY (Linux copies it; `None`
+  /// until the first accepted socket tells): they then need no `setsockopt` of their own.
+  nodelay_inherited: Option<bool>,
 }
 
 pub(crate) struct ListenerCore {
@@ -165,6 +168,7 @@ pub(crate) fn listen(env: sys::napi_env, options: Option<sys::napi_value>) -> Re
       conns: 0,
       unlink,
       tls,
+      nodelay_inherited: None,
     }),
     hostname,
     port,
@@ -245,12 +249,18 @@ pub(crate) fn on_readable(env: sys::napi_env, core: &Rc<ListenerCore>) {
 
 fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<SocketAddr>)) {
   let (slot, half_open, is_unix) = {
-    let Ok(st) = core.st.try_borrow() else { return };
-    (st.handlers.clone(), st.allow_half_open, matches!(io, Io::Unix(_)))
+    let Ok(mut st) = core.st.try_borrow_mut() else { return };
+    let is_unix = matches!(io, Io::Unix(_));
+    // TCP_NODELAY is on for every socket (spec). The listener has it too, and where accepted
+    // sockets inherit it (Linux) the first one shows it, sparing a system call per connection.
+    if !is_unix && st.nodelay_inherited != Some(true) {
+      let inherited = *st.nodelay_inherited.get_or_insert_with(|| sockopt::nodelay(io.fd()));
+      if !inherited {
+        sockopt::set_nodelay(io.fd(), true);
+      }
+    }
+    (st.handlers.clone(), st.allow_half_open, is_unix)
   };
-  if !is_unix {
-    sockopt::set_nodelay(io.fd(), true);
-  }
   crate::debug::debug!("accept: fd {} from {}", io.fd(), remote.map_or_else(|| "unix peer".to_string(), |a| a.to_string()));
   let conn = Conn::new(handlers::HandlerRef::shared(slot), half_open, is_unix);
   let registered = reactor::with(|r| {

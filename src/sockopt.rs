@@ -23,6 +23,11 @@ pub(crate) fn set_nodelay(fd: RawFd, on: bool) -> bool {
   borrowed(fd).set_tcp_nodelay(on).is_ok()
 }
 
+/// Whether TCP_NODELAY is on (`false` if it cannot be read).
+pub(crate) fn nodelay(fd: RawFd) -> bool {
+  borrowed(fd).tcp_nodelay().unwrap_or(false)
+}
+
 /// SO_KEEPALIVE, and with it TCP_KEEPIDLE = `delay_ms`/1000 (at least 1 s), 1 s interval,
 /// 10 probes, as Bun does.
 pub(crate) fn set_keepalive(fd: RawFd, on: bool, delay_ms: f64) -> bool {
@@ -108,6 +113,8 @@ pub(crate) fn bind_tcp(addr: SocketAddr, exclusive: bool, reuse_port: bool, ipv6
   if reuse_port && !exclusive {
     s.set_reuse_port(true)?;
   }
+  // Copied to accepted sockets where the system does (Linux): see `listener::adopt`.
+  let _ = s.set_tcp_nodelay(true);
   s.bind(&addr.into())?;
   s.listen(BACKLOG)?;
   Ok(mio::net::TcpListener::from_std(s.into()))
@@ -152,4 +159,28 @@ pub(crate) fn connect_tcp(addr: SocketAddr) -> io::Result<mio::net::TcpStream> {
 fn unix_addr(path: &str) -> io::Result<SockAddr> {
   let einval = || io::Error::from_raw_os_error(libc::EINVAL);
   SockAddr::unix(path).map_err(|e| if e.raw_os_error().is_some() { e } else { einval() })
+}
+
+#[cfg(test)]
+mod tests {
+  use std::os::fd::AsRawFd;
+
+  /// `listener::adopt` skips TCP_NODELAY on accepted sockets where they inherit the listener's;
+  /// on Linux they do, and an accepted socket has it on.
+  #[test]
+  fn accepted_sockets_have_nodelay() {
+    let listener = super::bind_tcp("127.0.0.1:0".parse().unwrap(), false, false, false).unwrap();
+    assert!(super::nodelay(listener.as_raw_fd()));
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let accepted = loop {
+      match listener.accept() {
+        Ok((s, _)) => break s,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(1)),
+        Err(e) => panic!("accept: {e}"),
+      }
+    };
+    #[cfg(target_os = "linux")]
+    assert!(super::nodelay(accepted.as_raw_fd()), "Linux copies TCP_NODELAY to accepted sockets");
+    let _ = accepted;
+  }
 }
