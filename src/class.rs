@@ -239,10 +239,12 @@ unsafe fn member<T: Class, const N: usize>(env: sys::napi_env, info: sys::napi_c
   // SAFETY: `data` is the `Method<T>` this callback was registered with in `define`.
   let f: Method<T> = std::mem::transmute::<*mut c_void, Method<T>>(data);
   // Only a pointer crosses the unwind boundary: the method's `Result` (an error is large) is
-  // turned into the return value, or a throw, inside it.
+  // turned into the return value, or a throw, inside it. As in `finish`, dropped handler sets
+  // are swept before an error is thrown (a sweep cannot run with an exception pending).
   let result = catch_unwind(AssertUnwindSafe(|| match f(obj, &ctx) {
     Ok(v) => v,
     Err(e) => {
+      crate::registry::sweep(env);
       throw_error(env, &e);
       ptr::null_mut()
     }
