@@ -209,7 +209,8 @@ unsafe extern "C" fn call<T: Class>(env: sys::napi_env, info: sys::napi_callback
 }
 
 /// A getter's native side: JS passes the receiver and its key only. Asking for exactly those
-/// spares Node-API filling the missing arguments with `undefined` (~3 ns of a ~45 ns call).
+/// spares Node-API filling three missing ones with `undefined`, which took ~20 ns of a ~55 ns
+/// getter call (`readyState`, this VM).
 unsafe extern "C" fn get<T: Class>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   member::<T, 2>(env, info)
 }
