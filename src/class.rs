@@ -240,38 +240,35 @@ unsafe fn member<T: Class, const N: usize>(env: sys::napi_env, info: sys::napi_c
   // SAFETY: `data` is the `Method<T>` this callback was registered with in `define`.
   let f: Method<T> = std::mem::transmute::<*mut c_void, Method<T>>(data);
   // Only a pointer crosses the unwind boundary: the method's `Result` (an error is large) is
-  // turned into the return value, or a throw, inside it. As in `finish`, dropped handler sets
-  // are swept before an error is thrown (a sweep cannot run with an exception pending).
-  let result = catch_unwind(AssertUnwindSafe(|| match f(obj, &ctx) {
-    Ok(v) => v,
-    Err(e) => {
-      crate::registry::sweep(env);
-      throw_error(env, &e);
-      ptr::null_mut()
-    }
-  }));
-  crate::registry::sweep(env);
-  result.unwrap_or_else(|_| {
-    ArgError::plain("bunnet: internal error (caught panic)").throw(env);
-    ptr::null_mut()
-  })
+  // settled inside it.
+  catch_unwind(AssertUnwindSafe(|| settle(env, f(obj, &ctx)))).unwrap_or_else(|_| panicked(env))
 }
 
 /// The end of a native call from JS: handler sets dropped by it (a close) release their functions
 /// now, with a scope open; an error or a caught panic is thrown.
 pub(crate) fn finish(env: Env, result: std::thread::Result<napi::Result<Value>>) -> sys::napi_value {
-  crate::registry::sweep(env);
   match result {
-    Ok(Ok(v)) => v,
-    Ok(Err(e)) => {
-      throw_error(env, &e);
-      ptr::null_mut()
-    }
-    Err(_) => {
-      ArgError::plain("bunnet: internal error (caught panic)").throw(env);
-      ptr::null_mut()
-    }
+    Ok(r) => settle(env, r),
+    Err(_) => panicked(env),
   }
+}
+
+/// A call's result as its return value, or thrown; dropped handler sets are swept first (a sweep
+/// cannot run with an exception pending).
+#[inline(always)]
+fn settle(env: Env, result: napi::Result<Value>) -> sys::napi_value {
+  crate::registry::sweep(env);
+  result.unwrap_or_else(|e| {
+    throw_error(env, &e);
+    ptr::null_mut()
+  })
+}
+
+/// A caught panic, thrown as an internal error after the sweep.
+fn panicked(env: Env) -> sys::napi_value {
+  crate::registry::sweep(env);
+  ArgError::plain("bunnet: internal error (caught panic)").throw(env);
+  ptr::null_mut()
 }
 
 unsafe extern "C" fn finalize<T: Class>(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {

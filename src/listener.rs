@@ -253,11 +253,8 @@ fn adopt(env: sys::napi_env, core: &Rc<ListenerCore>, (io, remote): (Io, Option<
     let is_unix = matches!(io, Io::Unix(_));
     // TCP_NODELAY is on for every socket (spec). The listener has it too, and where accepted
     // sockets inherit it (Linux) the first one shows it, sparing a system call per connection.
-    if !is_unix && st.nodelay_inherited != Some(true) {
-      let inherited = *st.nodelay_inherited.get_or_insert_with(|| sockopt::nodelay(io.fd()));
-      if !inherited {
-        sockopt::set_nodelay(io.fd(), true);
-      }
+    if !is_unix && !*st.nodelay_inherited.get_or_insert_with(|| sockopt::nodelay(io.fd())) {
+      sockopt::set_nodelay(io.fd(), true);
     }
     (st.handlers.clone(), st.allow_half_open, is_unix)
   };

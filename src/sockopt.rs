@@ -163,24 +163,26 @@ fn unix_addr(path: &str) -> io::Result<SockAddr> {
 
 #[cfg(test)]
 mod tests {
+  use std::io;
   use std::os::fd::AsRawFd;
 
   /// `listener::adopt` skips TCP_NODELAY on accepted sockets where they inherit the listener's;
   /// on Linux they do, and an accepted socket has it on.
   #[test]
-  fn accepted_sockets_have_nodelay() {
-    let listener = super::bind_tcp("127.0.0.1:0".parse().unwrap(), false, false, false).unwrap();
+  fn accepted_sockets_have_nodelay() -> io::Result<()> {
+    let listener = super::bind_tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), false, false, false)?;
     assert!(super::nodelay(listener.as_raw_fd()));
-    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
     let accepted = loop {
       match listener.accept() {
         Ok((s, _)) => break s,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(1)),
-        Err(e) => panic!("accept: {e}"),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(1)),
+        Err(e) => return Err(e),
       }
     };
     #[cfg(target_os = "linux")]
     assert!(super::nodelay(accepted.as_raw_fd()), "Linux copies TCP_NODELAY to accepted sockets");
-    let _ = accepted;
+    drop(accepted);
+    Ok(())
   }
 }
