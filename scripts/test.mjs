@@ -39,13 +39,11 @@ function record(name, ok) {
   else failed++
 }
 
-const built = await run(process.execPath, [join(root, 'scripts', 'ensure-built.mjs')])
-if (!built) {
-  record('build the addon', false)
-} else {
+/** Runs the ava suite (TAP) with the `node` binary `bin`, counting its tests. */
+async function ava(bin, label) {
   let avaPassed = 0
   let avaFailed = 0
-  const avaOk = await run(process.execPath, [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap'], {
+  const avaOk = await run(bin, [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap'], {
     onLine(line) {
       if (/^ok \d+/.test(line)) avaPassed++
       else if (/^not ok \d+/.test(line)) avaFailed++
@@ -53,7 +51,14 @@ if (!built) {
   })
   passed += avaPassed
   failed += avaFailed
-  if (!avaOk && avaFailed === 0) record('ava run (crashed or timed out)', false)
+  if (!avaOk && avaFailed === 0) record(`ava run${label} (crashed or timed out)`, false)
+}
+
+const built = await run(process.execPath, [join(root, 'scripts', 'ensure-built.mjs')])
+if (!built) {
+  record('build the addon', false)
+} else {
+  await ava(process.execPath, '')
   record('rust unit tests: cargo test', await run('cargo', ['test', '--release', '--quiet']))
   record('typings: tsc --noEmit', await run(bin('tsc'), ['--noEmit', '-p', '.']))
   if (process.env.BUNNET_STRESS === '1') {
@@ -62,6 +67,22 @@ if (!built) {
   }
   for (const ex of ['echo.mjs', 'lines.mjs', 'tls.mjs', 'starttls.mjs']) {
     record(`example: node examples/${ex}`, await run(process.execPath, [join(root, 'examples', ex)], { timeoutMs: 15000 }))
+  }
+  if (process.env.BUNNET_OTHER_NODES === '1') {
+    // .ci/run sets this: the ava suite again on Node 22 and 24 (scripts/other-nodes.mjs), whose
+    // libuv versions take other paths in src/poller.rs than Node 20's.
+    const { VERSIONS, nodeBinary } = await import('./other-nodes.mjs')
+    for (const v of VERSIONS) {
+      let bin
+      try {
+        bin = nodeBinary(v)
+      } catch (e) {
+        console.error(e.message)
+        record(`fetch Node ${v} (scripts/other-nodes.mjs)`, false)
+        continue
+      }
+      await ava(bin, ` on Node ${v}`)
+    }
   }
 }
 console.log(`${passed} passed, ${failed} failed`)

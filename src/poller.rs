@@ -7,8 +7,9 @@
 //! - **Nested** (any libuv): fds are registered edge-triggered in the nested set, whose fd sits in
 //!   libuv's set. A wake-up costs libuv's `epoll_pwait`, then an `epoll_wait` on the nested set,
 //!   and every readiness change runs two kernel wake-up callbacks (bench/NOTES.md).
-//! - **Direct** (libuv 1.46.0, the version Node 20 ships, with its layout checked at start-up
-//!   and every dispatch validated): fds are registered edge-triggered in libuv's set itself,
+//! - **Direct** (the libuv versions whose sources this was checked against: 1.46.0-1.48.0 and
+//!   1.49.2-1.52.1, i.e. Node 20, 22 and 24; the loop's layout is checked at start-up and every
+//!   dispatch validated): fds are registered edge-triggered in libuv's set itself,
 //!   their event data tagged with the marker's fd in the low 32 bits, which is what libuv reads
 //!   as the fd of an event, so libuv hands every such event to the marker's `uv_poll_t`. That
 //!   callback is not told which event it got, so the reactor reads the dispatch's events array
@@ -51,15 +52,41 @@ const IDX_BITS: u32 = 20;
 const IDX_LIMIT: usize = (1 << IDX_BITS) - 1;
 /// The bits of a slab generation a direct registration's tag carries.
 pub(crate) const GEN_MASK: u64 = 0xfff;
-/// libuv 1.46.0, as `uv_version()` reports it.
-const UV_1_46_0: c_uint = (1 << 16) | (46 << 8);
-/// Offsets in libuv 1.46.0 (x86_64 / aarch64 Linux): `uv_loop_t.internal_fields`, and in
-/// `uv__loop_internal_fields_t`: `flags`, `current_timeout`, `ctl.ringfd`, `iou.ringfd`, `inv`.
+/// Offsets in libuv's `uv__loop_internal_fields_t` (x86_64 / aarch64 Linux) of `ctl.ringfd`,
+/// `iou.ringfd` and `inv`; `flags`, `loop_metrics` and `current_timeout` sit at the same offsets in
+/// every version direct mode accepts.
+struct Layout {
+  ctl_ringfd: usize,
+  iou_ringfd: usize,
+  inv: usize,
+  /// Before 1.49.2, with its epoll_ctl ring in use, libuv queues the `EPOLL_CTL_DEL` of an fd it
+  /// stops watching mid-dispatch and submits it later, which would remove the registration of a
+  /// socket of ours that got the same fd number in between: direct mode then needs no ring.
+  queued_del: bool,
+}
+
+/// The layout of a libuv version whose `uv__io_poll` dispatch was checked to work the way direct
+/// mode relies on (an events array published in `lfields->inv`, events whose `data.fd` is -1
+/// skipped, every other registration level-triggered), from the sources of each release:
+/// - 1.46.0-1.48.0: `struct uv__iou` with `sqarray` and `flags` (136 bytes);
+/// - 1.49.2-1.52.1: without them (120 bytes; removed in 1.49.1).
+///
+/// 1.49.0 and 1.49.1 are left out: they registered libuv's async eventfd edge-triggered (undone in
+/// 1.49.2), and a wait of bunnet's in libuv's set could then take the only report of a
+/// `uv_async_send` from libuv. Any other version runs nested.
+fn layout(version: c_uint) -> Option<Layout> {
+  const CTL: usize = 200;
+  let (major, minor, patch) = (version >> 16, (version >> 8) & 0xff, version & 0xff);
+  // `ctl` follows `current_timeout` at 200, then `iou`, then `inv`.
+  let (iou_size, ringfd, queued_del) = match (major, minor, patch) {
+    (1, 46..=48, 0) => (136, 120, true),
+    (1, 49, 2) | (1, 50..=51, 0) | (1, 52, 0..=1) => (120, 112, false),
+    _ => return None,
+  };
+  Some(Layout { ctl_ringfd: CTL + ringfd, iou_ringfd: CTL + iou_size + ringfd, inv: CTL + 2 * iou_size, queued_del })
+}
 const LOOP_INTERNAL_FIELDS: usize = 40;
 const LF_CURRENT_TIMEOUT: usize = 192;
-const LF_CTL_RINGFD: usize = 200 + 120;
-const LF_IOU_RINGFD: usize = 336 + 120;
-const LF_INV: usize = 472;
 /// `loop_metrics.provider_idle_time` and `loop_metrics.lock` in the internal fields, and the
 /// flag that says idle time is being measured (Node turns it on for `eventLoopUtilization()`).
 const LF_IDLE_TIME: usize = 144;
@@ -73,7 +100,7 @@ extern "C" {
   fn uv_backend_fd(lp: *const c_void) -> c_int;
 }
 
-/// `struct uv__invalidate` of libuv 1.46.0 (src/unix/linux.c).
+/// `struct uv__invalidate` of libuv (src/unix/linux.c; the same in every version [`layout`] knows).
 #[repr(C)]
 struct Invalidate {
   prep: *mut c_void,
@@ -133,6 +160,8 @@ pub(crate) struct Poller {
   backend: c_int,
   /// `&lfields->inv` while direct mode is on, else null.
   inv: *const *const Invalidate,
+  /// libuv's internal fields (`lfields`) while direct mode is on, else null.
+  lf: *mut u8,
   buf: Vec<libc::epoll_event>,
   /// Fail the next dispatch's validation (`BUNNET_NESTED_EPOLL=late`).
   fail_next: bool,
@@ -148,9 +177,9 @@ impl Poller {
     let backend = unsafe { uv_backend_fd(lp) };
     let mode = std::env::var("BUNNET_NESTED_EPOLL").unwrap_or_default();
     let nested_only = !(mode.is_empty() || mode == "0" || mode == "late");
-    let inv = if nested_only { std::ptr::null() } else { direct_inv(lp) };
+    let (lf, inv) = if nested_only { None } else { direct_inv(lp) }.unwrap_or((std::ptr::null_mut(), std::ptr::null()));
     let buf = vec![libc::epoll_event { events: 0, u64: 0 }; UV_MAX_EVENTS as usize];
-    Ok(Poller { nested, backend, inv, buf, fail_next: mode == "late" })
+    Ok(Poller { nested, backend, inv, lf, buf, fail_next: mode == "late" })
   }
 
   /// The nested set's fd: what libuv's `uv_poll_t` watches, and the marker of direct events.
@@ -286,7 +315,7 @@ impl Poller {
       return;
     }
     unsafe {
-      let lf = self.inv.cast::<u8>().sub(LF_INV).cast_mut();
+      let lf = self.lf;
       if std::ptr::read(lf.cast::<c_uint>()) & UV_METRICS_IDLE_TIME == 0 {
         return;
       }
@@ -315,21 +344,20 @@ impl Poller {
   }
 }
 
-/// `&lfields->inv` if this is libuv 1.46.0 and its loop looks the way that version lays it out.
-fn direct_inv(lp: *mut c_void) -> *const *const Invalidate {
-  if unsafe { uv_version() } != UV_1_46_0 || cfg!(not(target_pointer_width = "64")) {
-    return std::ptr::null();
-  }
-  let lf = unsafe { std::ptr::read(lp.cast::<u8>().add(LOOP_INTERNAL_FIELDS).cast::<*const u8>()) };
+/// libuv's internal fields and `&lfields->inv`, if this libuv is one whose layout [`layout`] knows
+/// and its loop looks the way that layout says.
+fn direct_inv(lp: *mut c_void) -> Option<(*mut u8, *const *const Invalidate)> {
+  let at = layout(unsafe { uv_version() }).filter(|_| cfg!(target_pointer_width = "64"))?;
+  let lf = unsafe { std::ptr::read(lp.cast::<u8>().add(LOOP_INTERNAL_FIELDS).cast::<*mut u8>()) };
   if lf.is_null() {
-    return std::ptr::null();
+    return None;
   }
   let read_int = |off: usize| unsafe { std::ptr::read(lf.add(off).cast::<c_int>()) };
   let flags = unsafe { std::ptr::read(lf.cast::<c_uint>()) };
-  let fd_ok = |fd: c_int| fd == -1 || (fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
-  let plausible = flags & !UV_METRICS_IDLE_TIME == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(read_int(LF_CTL_RINGFD)) && fd_ok(read_int(LF_IOU_RINGFD));
-  if !plausible {
-    return std::ptr::null();
-  }
-  unsafe { lf.add(LF_INV).cast::<*const Invalidate>() }
+  // A ring's fd: -1 (none), -2 (the fs ring before its first use, since 1.49.2) or an open fd.
+  let fd_ok = |fd: c_int| fd == -1 || fd == -2 || (fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+  let ctl = read_int(at.ctl_ringfd);
+  let plausible =
+    flags & !UV_METRICS_IDLE_TIME == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(ctl) && fd_ok(read_int(at.iou_ringfd)) && !(at.queued_del && ctl != -1);
+  plausible.then(|| (lf, unsafe { lf.add(at.inv) }.cast::<*const Invalidate>().cast_const()))
 }
