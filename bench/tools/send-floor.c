@@ -1,7 +1,8 @@
 // The floor under the write-cost row: one 1-byte send(2) on loopback with TCP_NODELAY, timed
 // as bench/workloads/write-cost.mjs times write(): batches of 10,000 sends, the receiver drained
 // between batches (same thread), median ns per send over 100 batches after 10 warm-up ones.
-// No runtime, no JS: what any implementation that sends on every write() pays at least.
+// No runtime, no JS: what any implementation that sends on every write() pays at least. Then the
+// cost of a system call that does nothing, the part of the floor that is entering the kernel.
 //   cc -O2 -o /tmp/send-floor bench/tools/send-floor.c && /tmp/send-floor
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -35,5 +37,15 @@ int main(void) {
   }
   qsort(r, 100, sizeof r[0], cmp);
   printf("send(2) 1 byte, TCP_NODELAY, loopback: median %.0f ns\n", r[50]);
+  // The part of that which is entering and leaving the kernel at all: a system call that does
+  // nothing (getppid), timed the same way.
+  for (int k = 0; k < 110; k++) {
+    double t0 = now();
+    for (int i = 0; i < 10000; i++) syscall(SYS_getppid);
+    double t = (now() - t0) / 10000;
+    if (k >= 10) r[k - 10] = t;
+  }
+  qsort(r, 100, sizeof r[0], cmp);
+  printf("getppid(2), the cost of any system call: median %.0f ns\n", r[50]);
   return 0;
 }
