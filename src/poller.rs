@@ -7,9 +7,9 @@
 //! - **Nested** (any libuv): fds are registered edge-triggered in the nested set, whose fd sits in
 //!   libuv's set. A wake-up costs libuv's `epoll_pwait`, then an `epoll_wait` on the nested set,
 //!   and every readiness change runs two kernel wake-up callbacks (bench/NOTES.md).
-//! - **Direct** (the libuv versions whose sources this was checked against: 1.46.0-1.48.0 and
-//!   1.49.2-1.52.1, i.e. Node 20, 22 and 24; the loop's layout is checked at start-up and every
-//!   dispatch validated): fds are registered edge-triggered in libuv's set itself,
+//! - **Direct** (x86_64, and the libuv versions whose sources this was checked against:
+//!   1.46.0-1.48.0 and 1.49.2-1.52.1, i.e. Node 20, 22 and 24; the loop's layout is checked at
+//!   start-up and every dispatch validated): fds are registered edge-triggered in libuv's set itself,
 //!   their event data tagged with the marker's fd in the low 32 bits, which is what libuv reads
 //!   as the fd of an event, so libuv hands every such event to the marker's `uv_poll_t`. That
 //!   callback is not told which event it got, so the reactor reads the dispatch's events array
@@ -52,17 +52,20 @@ const IDX_BITS: u32 = 20;
 const IDX_LIMIT: usize = (1 << IDX_BITS) - 1;
 /// The bits of a slab generation a direct registration's tag carries.
 pub(crate) const GEN_MASK: u64 = 0xfff;
-/// Offsets in libuv's `uv__loop_internal_fields_t` (x86_64 / aarch64 Linux) of `ctl.ringfd`,
-/// `iou.ringfd` and `inv`; `flags`, `loop_metrics` and `current_timeout` sit at the same offsets in
-/// every version direct mode accepts.
+/// Offsets in libuv's `uv__loop_internal_fields_t` (x86_64 Linux) of `ctl.ringfd`, `iou.ringfd`
+/// and `inv`; `flags`, `loop_metrics` and `current_timeout` sit at the same offsets in every
+/// version direct mode accepts. (Other architectures run nested: on aarch64 `pthread_mutex_t`,
+/// inside `loop_metrics`, is 48 bytes instead of 40, which moves everything after it.)
 struct Layout {
   ctl_ringfd: usize,
   iou_ringfd: usize,
   inv: usize,
-  /// Before 1.49.2, with its epoll_ctl ring in use, libuv queues the `EPOLL_CTL_DEL` of an fd it
+  /// Before 1.49.0, with its epoll_ctl ring in use, libuv queues the `EPOLL_CTL_DEL` of an fd it
   /// stops watching mid-dispatch and submits it later, which would remove the registration of a
   /// socket of ours that got the same fd number in between: direct mode then needs no ring.
   queued_del: bool,
+  /// Since 1.49.0 the fs ring's fd reads -2 until its first use.
+  lazy_iou: bool,
 }
 
 /// The layout of a libuv version whose `uv__io_poll` dispatch was checked to work the way direct
@@ -71,6 +74,8 @@ struct Layout {
 /// - 1.46.0-1.48.0: `struct uv__iou` with `sqarray` and `flags` (136 bytes);
 /// - 1.49.2-1.52.1: without them (120 bytes; removed in 1.49.1).
 ///
+/// Each ring's fd is checked to be -1 (none), an io_uring fd, or (`lazy_iou`) -2.
+///
 /// 1.49.0 and 1.49.1 are left out: they registered libuv's async eventfd edge-triggered (undone in
 /// 1.49.2), and a wait of bunnet's in libuv's set could then take the only report of a
 /// `uv_async_send` from libuv. Any other version runs nested.
@@ -78,12 +83,12 @@ fn layout(version: c_uint) -> Option<Layout> {
   const CTL: usize = 200;
   let (major, minor, patch) = (version >> 16, (version >> 8) & 0xff, version & 0xff);
   // `ctl` follows `current_timeout` at 200, then `iou`, then `inv`.
-  let (iou_size, ringfd, queued_del) = match (major, minor, patch) {
+  let (iou_size, ringfd, old) = match (major, minor, patch) {
     (1, 46..=48, 0) => (136, 120, true),
     (1, 49, 2) | (1, 50..=51, 0) | (1, 52, 0..=1) => (120, 112, false),
     _ => return None,
   };
-  Some(Layout { ctl_ringfd: CTL + ringfd, iou_ringfd: CTL + iou_size + ringfd, inv: CTL + 2 * iou_size, queued_del })
+  Some(Layout { ctl_ringfd: CTL + ringfd, iou_ringfd: CTL + iou_size + ringfd, inv: CTL + 2 * iou_size, queued_del: old, lazy_iou: !old })
 }
 const LOOP_INTERNAL_FIELDS: usize = 40;
 const LF_CURRENT_TIMEOUT: usize = 192;
@@ -347,17 +352,24 @@ impl Poller {
 /// libuv's internal fields and `&lfields->inv`, if this libuv is one whose layout [`layout`] knows
 /// and its loop looks the way that layout says.
 fn direct_inv(lp: *mut c_void) -> Option<(*mut u8, *const *const Invalidate)> {
-  let at = layout(unsafe { uv_version() }).filter(|_| cfg!(target_pointer_width = "64"))?;
+  let at = layout(unsafe { uv_version() }).filter(|_| cfg!(target_arch = "x86_64"))?;
   let lf = unsafe { std::ptr::read(lp.cast::<u8>().add(LOOP_INTERNAL_FIELDS).cast::<*mut u8>()) };
   if lf.is_null() {
     return None;
   }
   let read_int = |off: usize| unsafe { std::ptr::read(lf.add(off).cast::<c_int>()) };
   let flags = unsafe { std::ptr::read(lf.cast::<c_uint>()) };
-  // A ring's fd: -1 (none), -2 (the fs ring before its first use, since 1.49.2) or an open fd.
-  let fd_ok = |fd: c_int| fd == -1 || fd == -2 || (fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+  let ring_ok = |fd: c_int, lazy: bool| fd == -1 || (lazy && fd == -2) || is_io_uring(fd);
   let ctl = read_int(at.ctl_ringfd);
-  let plausible =
-    flags & !UV_METRICS_IDLE_TIME == 0 && read_int(LF_CURRENT_TIMEOUT) >= -1 && fd_ok(ctl) && fd_ok(read_int(at.iou_ringfd)) && !(at.queued_del && ctl != -1);
+  let plausible = flags & !UV_METRICS_IDLE_TIME == 0
+    && read_int(LF_CURRENT_TIMEOUT) >= -1
+    && ring_ok(ctl, false)
+    && ring_ok(read_int(at.iou_ringfd), at.lazy_iou)
+    && !(at.queued_del && ctl != -1);
   plausible.then(|| (lf, unsafe { lf.add(at.inv) }.cast::<*const Invalidate>().cast_const()))
+}
+
+/// Whether `fd` is an open io_uring instance (what a libuv ring's fd is), by its `/proc` link.
+fn is_io_uring(fd: c_int) -> bool {
+  fd >= 0 && std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| p.as_os_str() == "anon_inode:[io_uring]")
 }
