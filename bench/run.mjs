@@ -9,11 +9,11 @@
 // names or prefixes (pingpong, pingpong-1, bulk, churn, mem, mem-server, write-cost, tls, ...); an
 // exact workload name selects only that one (pingpong-1 is not also pingpong-1-2p). --timeout: per
 // run, seconds (default 240, quick 90). BUN_BIN overrides the bun binary (default: get-bun.sh).
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs, peerOverride } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -52,6 +52,14 @@ if (!workloads.length) {
 }
 
 if (peerOverride()) throw new Error('BUNNET_BENCH_PEER is set: mixed-pair peers are for single experiments, not for RESULTS.md')
+/** Where bunnet's reactor registers sockets under this Node (src/poller.rs), from its debug log. */
+function pollerMode() {
+  const index = JSON.stringify(pathToFileURL(join(here, '..', 'index.mjs')).href)
+  const src = `const { listen } = await import(${index}); listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } }).stop(true)`
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', src], { env: { ...process.env, NODE_DEBUG: 'bunnet' }, encoding: 'utf8', timeout: 20000 })
+  const mode = /poller: (direct|nested)/.exec(r.stderr ?? '')?.[1]
+  return mode === 'direct' ? "libuv's own epoll set (direct mode)" : mode === 'nested' ? 'a nested epoll set' : 'an unknown place (no poller line in the debug log)'
+}
 const bunBin = process.env.BUN_BIN || execFileSync(join(here, '..', '..', 'shared', 'tools', 'get-bun.sh'), { encoding: 'utf8' }).trim()
 const bunVersion = execFileSync(bunBin, ['--version'], { encoding: 'utf8' }).trim()
 const hardLimit = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()
@@ -160,7 +168,7 @@ lines.push(`| date | ${new Date().toISOString()} |`)
 lines.push(`| cpu | ${cpus[0]?.model ?? 'unknown'} |`)
 lines.push(`| cores | ${cpus.length} |`)
 lines.push(`| os | ${os.type()} ${os.release()} ${os.arch()} |`)
-lines.push(`| node | ${process.version} |`)
+lines.push(`| node | ${process.version} (libuv ${process.versions.uv}; bunnet's sockets in ${pollerMode()}) |`)
 lines.push(`| bun | ${bunVersion} |`)
 lines.push(`| rounds | ${rounds} (each workload × implementation once per round, fresh process each, order rotated per round) |`)
 lines.push(`| fd limit | ${fdLimit} (hard ${hardLimit}) |`)
